@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SCALE ?= small
+SEED ?= 0
+OUT ?= runs/demo
+
+.PHONY: test demo bench venv clean
+
+$(BIN)/fluidrec: pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	# torch is pinned to the CPU wheel first so no dependency can pull a CUDA build.
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	touch $(BIN)/fluidrec
+
+venv: $(BIN)/fluidrec
+
+test: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+demo: venv
+	HF_HUB_OFFLINE=1 $(BIN)/fluidrec reproduce --scale $(SCALE) --seed $(SEED) --out $(OUT) --resume
+
+bench: venv
+	@for f in benchmarks/*.py; do echo "== $$f"; HF_HUB_OFFLINE=1 $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+from fluidrec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Canonical dataset: schema, reading/writing, validation, stats, the synthetic world, importers."""

@@ -1,0 +1,212 @@
+"""Validate a canonical dataset directory.
+
+Checks, per table: required columns, column types, nulls, finite numbers, value
+ranges, allowed values and key uniqueness; across tables: references (every
+impression's user, room and slice exist, the slice belongs to that room, every
+live slice's room exists, every room's author exists, every query's slice
+exists); and time: impressions sorted by ``ts``, intervals with start <= end.
+
+The first problem found raises a ``DataError`` naming the table, column, row
+and value. Impressions are checked in streamed batches, so large datasets fit.
+
+Example:
+    >>> report = validate_dataset("runs/world")   # raises DataError on bad data
+    >>> report["row_counts"]["impressions"]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fluidrec.data.io import MANIFEST, table_path
+from fluidrec.data.schema import NO_ROOM, TABLES, TableSpec
+from fluidrec.errors import DataError
+from fluidrec.utils.io import read_json
+
+BATCH_ROWS = 1 << 20
+
+
+def _same_kind(actual: pa.DataType, declared: pa.DataType) -> bool:
+    kinds = (
+        pa.types.is_integer,
+        pa.types.is_floating,
+        lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+        lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
+    )
+    return any(k(actual) and k(declared) for k in kinds)
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _check_schema(spec: TableSpec, schema: pa.Schema, path: Path) -> None:
+    declared = {c.name for c in spec.columns}
+    for name in spec.required:
+        if name not in schema.names:
+            raise DataError("required column is missing", table=str(path), column=name)
+    for field in schema:
+        if field.name not in declared:
+            continue  # extra columns are allowed (sources may carry more)
+        want = spec.column(field.name).type
+        if not _same_kind(field.type, want):
+            raise DataError(f"wrong type {field.type}, expected {want}", table=str(path), column=field.name)
+
+
+def _check_values(spec: TableSpec, batch: pa.RecordBatch | pa.Table, path: Path, offset: int) -> None:
+    for col in spec.columns:
+        if col.name not in batch.schema.names:
+            continue
+        arr = batch.column(col.name)
+        if not col.nullable and arr.null_count:
+            row = _first(arr.is_null().to_numpy(zero_copy_only=False))
+            raise DataError("null value in a non-nullable column", table=str(path), column=col.name, row=offset + row)
+        if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
+            values = arr.to_numpy(zero_copy_only=False)
+            if pa.types.is_floating(arr.type):
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    row = _first(bad)
+                    raise DataError("non-finite number (NaN or inf)", table=str(path), column=col.name, row=offset + row, value=float(values[row]))
+            if col.min_value is not None and (values < col.min_value).any():
+                row = _first(values < col.min_value)
+                raise DataError(f"value below the minimum {col.min_value}", table=str(path), column=col.name, row=offset + row, value=values[row].item())
+            if col.max_value is not None and (values > col.max_value).any():
+                row = _first(values > col.max_value)
+                raise DataError(f"value above the maximum {col.max_value}", table=str(path), column=col.name, row=offset + row, value=values[row].item())
+        if col.allowed is not None:
+            ok = pc.is_in(arr, value_set=pa.array(col.allowed)).to_numpy(zero_copy_only=False)
+            if not ok.all():
+                row = _first(~ok)
+                raise DataError(f"value not in {list(col.allowed)}", table=str(path), column=col.name, row=offset + row, value=arr[row].as_py())
+
+
+def _check_unique(values: np.ndarray, path: Path, column: str) -> None:
+    order = np.argsort(values, kind="stable")
+    dup = np.flatnonzero(values[order][1:] == values[order][:-1])
+    if len(dup):
+        row = int(order[dup[0] + 1])
+        raise DataError("duplicate key", table=str(path), column=column, row=row, value=values[row].item())
+
+
+def _check_refs(values: np.ndarray, keys: np.ndarray, path: Path, column: str, target: str, offset: int = 0) -> None:
+    """keys must be sorted; raise on the first value not in keys."""
+    pos = np.searchsorted(keys, values)
+    pos = np.minimum(pos, max(len(keys) - 1, 0))
+    ok = (keys[pos] == values) if len(keys) else np.zeros(len(values), bool)
+    if not ok.all():
+        row = _first(~ok)
+        raise DataError(f"refers to a missing {target}", table=str(path), column=column, row=offset + row, value=values[row].item())
+
+
+def _check_intervals(table: pa.Table, path: Path) -> None:
+    start = table.column("start_ts").to_numpy()
+    end = table.column("end_ts").to_numpy()
+    if (end < start).any():
+        row = _first(end < start)
+        raise DataError("end_ts is before start_ts", table=str(path), column="end_ts", row=row, value=int(end[row]))
+
+
+def _load_small(root: Path, name: str) -> pa.Table:
+    spec = TABLES[name]
+    path = table_path(root, name)
+    if not path.exists():
+        raise DataError("table file not found", table=str(path))
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"unreadable Parquet: {exc}", table=str(path)) from None
+    _check_schema(spec, table.schema, path)
+    _check_values(spec, table, path, 0)
+    if spec.key:
+        _check_unique(table.column(spec.key).to_numpy(), path, spec.key)
+    return table
+
+
+def validate_dataset(root: str | os.PathLike) -> dict:
+    """Validate every table of the dataset at ``root``; return a short report.
+
+    Raises:
+        DataError: on the first problem, naming table, column, row and value.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("dataset directory not found", table=str(root))
+    manifest = read_json(root / MANIFEST)
+    if "schema_version" not in manifest:
+        raise DataError("manifest has no schema_version", table=str(root / MANIFEST), column="schema_version")
+
+    small = {name: _load_small(root, name) for name in ("authors", "rooms", "slices", "queries", "users")}
+    rooms, slices = small["rooms"], small["slices"]
+    _check_intervals(rooms, table_path(root, "rooms"))
+    _check_intervals(slices, table_path(root, "slices"))
+
+    author_keys = np.sort(small["authors"].column("author_id").to_numpy())
+    room_ids = rooms.column("room_id").to_numpy()
+    room_keys = np.sort(room_ids)
+    slice_ids = slices.column("slice_id").to_numpy()
+    slice_order = np.argsort(slice_ids)
+    slice_keys = slice_ids[slice_order]
+    slice_room = slices.column("room_id").to_numpy()[slice_order]
+    user_keys = np.sort(small["users"].column("user_id").to_numpy())
+
+    _check_refs(rooms.column("author_id").to_numpy(), author_keys, table_path(root, "rooms"), "author_id", "author")
+    live = slices.column("domain").to_numpy(zero_copy_only=False) == "live"
+    slice_rooms_raw = slices.column("room_id").to_numpy()
+    bad_video = (~live) & (slice_rooms_raw != NO_ROOM)
+    if bad_video.any():
+        row = _first(bad_video)
+        raise DataError(f"video slice must have room_id {NO_ROOM}", table=str(table_path(root, "slices")), column="room_id", row=row, value=int(slice_rooms_raw[row]))
+    live_rows = np.flatnonzero(live)
+    if len(live_rows):
+        try:
+            _check_refs(slice_rooms_raw[live_rows], room_keys, table_path(root, "slices"), "room_id", "room")
+        except DataError as exc:  # report the row in the full table, not in the live subset
+            raise DataError(exc.reason, table=exc.table, column=exc.column, row=int(live_rows[exc.row]), value=exc.value) from None
+    _check_refs(small["queries"].column("slice_id").to_numpy(), slice_keys, table_path(root, "queries"), "slice_id", "slice")
+
+    n_impressions = _validate_impressions(root, room_keys, slice_keys, slice_room, user_keys)
+    counts = {name: t.num_rows for name, t in small.items()}
+    counts["impressions"] = n_impressions
+    return {"dataset": str(root), "ok": True, "row_counts": counts, "source": manifest.get("source")}
+
+
+def _validate_impressions(root: Path, room_keys, slice_keys, slice_room, user_keys) -> int:
+    spec = TABLES["impressions"]
+    path = table_path(root, "impressions")
+    if not path.exists():
+        raise DataError("table file not found", table=str(path))
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"unreadable Parquet: {exc}", table=str(path)) from None
+    _check_schema(spec, pf.schema_arrow, path)
+    offset, last_ts = 0, None
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+        _check_values(spec, batch, path, offset)
+        ts = batch.column("ts").to_numpy()
+        if len(ts):
+            if last_ts is not None and ts[0] < last_ts:
+                raise DataError("impressions are not sorted by ts", table=str(path), column="ts", row=offset, value=int(ts[0]))
+            down = ts[1:] < ts[:-1]
+            if down.any():
+                row = _first(down) + 1
+                raise DataError("impressions are not sorted by ts", table=str(path), column="ts", row=offset + row, value=int(ts[row]))
+            last_ts = ts[-1]
+        _check_refs(batch.column("user_id").to_numpy(), user_keys, path, "user_id", "user", offset)
+        room = batch.column("room_id").to_numpy()
+        _check_refs(room, room_keys, path, "room_id", "room", offset)
+        sl = batch.column("slice_id").to_numpy()
+        _check_refs(sl, slice_keys, path, "slice_id", "slice", offset)
+        owner = slice_room[np.searchsorted(slice_keys, sl)]
+        if (owner != room).any():
+            row = _first(owner != room)
+            raise DataError(f"slice belongs to room {owner[row]}, not to the impression's room", table=str(path), column="slice_id", row=offset + row, value=int(sl[row]))
+        offset += batch.num_rows
+    return offset
