@@ -1,0 +1,1 @@
+"""Simulated online A/B tests against the synthetic world's ground-truth user model."""
