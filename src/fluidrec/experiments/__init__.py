@@ -1,0 +1,1 @@
+"""The main job (reproduce FLUID end to end) and its report."""
