@@ -1,0 +1,620 @@
+"""Shared machinery of the importers: options, bad-row handling, streaming readers,
+negative sampling and writing of the canonical tables.
+
+Every importer follows the same shape:
+
+1. stream the source files row by row (with tqdm progress), turning each good row
+   into compact numpy columns and each malformed row into a ``DataError`` naming
+   the file, the 1-based line and the reason (or, with ``skip_bad_rows``, a count);
+2. build items (one-slice rooms, or multi-slice rooms for KuaiLive-M3);
+3. optionally sample ``negatives`` per positive from the items live at that moment;
+4. sort impressions by time and write every table, the manifest and the resolved
+   import config; finally run ``validate_dataset`` so an import either produces a
+   valid dataset or fails loudly.
+
+Shape letters: N impressions, P positives, K negatives per positive, I items.
+
+Example:
+    >>> opts = ImportOptions(seed=0, negatives=4)
+    >>> bad = BadRows(skip=opts.skip_bad_rows)
+    >>> for line_no, line in read_lines(path, progress=False):
+    ...     if not line:
+    ...         bad.report(path, line_no, "empty line")
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import csv
+import dataclasses
+import datetime as _dt
+import io
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fluidrec.data.io import TableWriter, write_manifest, write_table
+from fluidrec.data.schema import LABELS_BINARY
+from fluidrec.errors import DataError, UsageError, check
+from fluidrec.utils.io import write_json
+
+#: ``manifest["time_kind"]``: real unix-ms times, or times synthesised from order.
+TIME_UNIX_MS = "unix_ms"
+TIME_SEQUENCE = "sequence_index"
+#: Placeholder creator for sources that have no authors (MicroLens, MIND, csv).
+PLACEHOLDER_AUTHOR = 0
+#: Impressions are written in row groups of this many rows.
+WRITE_BATCH = 1 << 20
+#: The resolved import configuration is written beside the tables under this name.
+CONFIG_FILE = "import_config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportOptions:
+    """Options every importer takes.
+
+    Args:
+        seed: seeds negative sampling (the only randomness in an import).
+        negatives: K negatives sampled per positive from the items live at that
+            moment (0 = none). Sources with logged negatives keep them and add these.
+        skip_bad_rows: skip malformed rows and count them instead of raising.
+        max_users: keep only the first N distinct users in file order (fast subsets).
+        progress: show tqdm progress bars on stderr.
+    """
+
+    seed: int = 0
+    negatives: int = 0
+    skip_bad_rows: bool = False
+    max_users: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        check(isinstance(self.negatives, int) and self.negatives >= 0, f"negatives must be an integer >= 0, got {self.negatives!r}")
+        check(self.max_users is None or (isinstance(self.max_users, int) and self.max_users > 0), f"max_users must be > 0, got {self.max_users!r}")
+
+
+@dataclasses.dataclass
+class ImportSummary:
+    """What an import did; printed by the CLI and stored in the manifest."""
+
+    source: str
+    out: str
+    users: int
+    items: int
+    slices: int
+    impressions: int
+    positives: int
+    logged_negatives: int
+    sampled_negatives: int
+    bad_rows: int
+    bad_rows_by_reason: dict[str, int]
+    notes: dict[str, Any]
+    seconds: float
+
+    def flat(self) -> dict[str, Any]:
+        """A flat dict for ``render_kv`` (reasons and notes inlined)."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("bad_rows_by_reason", "notes")}
+        d.update({f"bad: {k}": v for k, v in sorted(self.bad_rows_by_reason.items())})
+        d.update({f"note: {k}": v for k, v in sorted(self.notes.items())})
+        return d
+
+
+class BadRows:
+    """Reject a malformed row (``DataError``) or, when skipping, count it by reason.
+
+    Args:
+        skip: count instead of raising.
+    """
+
+    def __init__(self, skip: bool) -> None:
+        self.skip = skip
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def report(self, path: str | os.PathLike, line: int, reason: str, value: Any = None) -> None:
+        """Handle one bad row. ``line`` is the 1-based line (or 0-based row for Parquet; say so in reason)."""
+        if not self.skip:
+            raise DataError(f"line {line}: {reason} (use --skip-bad-rows to skip such rows)", table=str(path), value=value)
+        self.counts[f"{Path(path).name}: {reason}"] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+# ---------------------------------------------------------------------------
+# Streaming readers with byte-level progress
+
+
+def _bar(total: int | None, desc: str, enabled: bool, unit: str = "B"):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, file=sys.stderr, leave=False)
+
+
+class _CountingReader(io.RawIOBase):
+    """A raw binary reader that advances a progress bar by the bytes it reads."""
+
+    def __init__(self, raw: io.BufferedReader, bar) -> None:
+        self._raw = raw
+        self._bar = bar
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._raw.readinto(b)
+        if n:
+            self._bar.update(n)
+        return n
+
+
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike, *, encoding: str = "utf-8", progress: bool = True, desc: str | None = None) -> Iterator[io.TextIOWrapper]:
+    """Open a text file for streaming with a byte progress bar; ``newline=""`` leaves line ends to the csv module.
+
+    Raises DataError when the file is missing, UsageError on an unknown encoding.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file not found", table=str(p))
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise UsageError(f"unknown encoding {encoding!r}") from None
+    bar = _bar(p.stat().st_size, desc or p.name, progress)
+    raw = open(p, "rb")  # noqa: SIM115 - closed below
+    try:
+        text = io.TextIOWrapper(io.BufferedReader(_CountingReader(raw, bar)), encoding=encoding, newline="")
+        yield text
+    finally:
+        raw.close()
+        bar.close()
+
+
+def read_lines(path: str | os.PathLike, *, encoding: str = "utf-8", progress: bool = True) -> Iterator[tuple[int, str]]:
+    """Yield ``(1-based line number, line without its CR/LF)``; an undecodable line is a DataError.
+
+    Lines end at LF only, so a stray CR inside a field (a known quirk of some
+    published files) does not split a record; a trailing CR (CRLF files) is removed.
+    Lines are decoded one by one so a decoding error names its exact line (the
+    encoding must be ASCII-compatible, e.g. utf-8, latin-1, gbk).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file not found", table=str(p))
+    bar = _bar(p.stat().st_size, p.name, progress)
+    try:
+        with open(p, "rb") as raw:
+            for line_no, line in enumerate(io.BufferedReader(_CountingReader(raw, bar)), start=1):
+                try:
+                    yield line_no, line.decode(encoding).rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"line {line_no}: not valid {encoding} ({exc.reason})", table=str(p)) from None
+    finally:
+        bar.close()
+
+
+def read_csv_rows(path: str | os.PathLike, *, delimiter: str = ",", encoding: str = "utf-8", progress: bool = True) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(1-based line where the record starts, fields)`` from a (quoted) CSV file.
+
+    Records that span lines (quoted newlines) report their first line. A quoting
+    error is a DataError naming the line (the rest of the file cannot be trusted).
+    """
+    with open_text(path, encoding=encoding, progress=progress) as f:
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        start = 1
+        try:
+            for fields in reader:
+                yield start, fields
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise DataError(f"line {reader.line_num}: CSV quoting error ({exc})", table=str(path)) from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"near line {reader.line_num + 1}: not valid {encoding} ({exc.reason})", table=str(path)) from None
+
+
+# ---------------------------------------------------------------------------
+# Small parsers
+
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def parse_int(text: str) -> int | None:
+    """An integer or None (no floats, no blanks)."""
+    text = text.strip()
+    return int(text) if _INT.fullmatch(text) else None
+
+
+def parse_time_ms(text: str) -> int | None:
+    """Parse a timestamp into unix ms: integer ms, or an ISO-8601 date-time (UTC unless it says otherwise)."""
+    text = text.strip()
+    if not text:
+        return None
+    if _INT.fullmatch(text):
+        return int(text)
+    try:
+        stamp = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=_dt.timezone.utc)
+    return int(round(stamp.timestamp() * 1000))
+
+
+_HASHTAG_CLEAN = re.compile(r"\s+")
+
+
+def hashtag_queries(text: str | None, limit: int = 3) -> list[str]:
+    """Hashtag phrases of a title (``"... # funny # unexpected ending"``) as query texts.
+
+    MicroLens titles keep hashtags inline as ``# phrase``; a hashtag runs to the next
+    ``#``. Phrases of 2..60 characters are kept, lower-cased, deduplicated, at most ``limit``.
+    """
+    if not text or "#" not in text:
+        return []
+    out: list[str] = []
+    for part in text.split("#")[1:]:
+        q = _HASHTAG_CLEAN.sub(" ", part).strip().lower()
+        if 2 <= len(q) <= 60 and q not in out:
+            out.append(q)
+        if len(out) >= limit:
+            break
+    return out
+
+
+class UserCap:
+    """Keep only the first ``max_users`` distinct users (in the order they are seen)."""
+
+    def __init__(self, max_users: int | None) -> None:
+        self.max_users = max_users
+        self.seen: set = set()
+
+    def admit(self, user: Any) -> bool:
+        if user in self.seen:
+            return True
+        if self.max_users is not None and len(self.seen) >= self.max_users:
+            return False
+        self.seen.add(user)
+        return True
+
+    @property
+    def full(self) -> bool:
+        return self.max_users is not None and len(self.seen) >= self.max_users
+
+
+class Columns:
+    """Growable numpy columns: append Python values row by row, read arrays at the end.
+
+    Values are buffered in lists and flushed into numpy chunks every ``chunk`` rows
+    so memory stays near the final array size even for tens of millions of rows.
+    """
+
+    def __init__(self, dtypes: Mapping[str, Any], chunk: int = 1 << 18) -> None:
+        self.dtypes = dict(dtypes)
+        self._lists: dict[str, list] = {k: [] for k in self.dtypes}
+        self._chunks: dict[str, list[np.ndarray]] = {k: [] for k in self.dtypes}
+        self._chunk = chunk
+        self.rows = 0
+
+    def append(self, **values: Any) -> None:
+        for k, lst in self._lists.items():
+            lst.append(values[k])
+        self.rows += 1
+        if len(self._lists[next(iter(self._lists))]) >= self._chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        for k, lst in self._lists.items():
+            if lst:
+                self._chunks[k].append(np.asarray(lst, dtype=self.dtypes[k]))
+                lst.clear()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        self._flush()
+        return {k: (np.concatenate(c) if c else np.zeros(0, dtype=self.dtypes[k])) for k, c in self._chunks.items()}
+
+
+# ---------------------------------------------------------------------------
+# Negative sampling
+
+
+def _pair_keys(users: np.ndarray, items: np.ndarray, item_vocab: np.ndarray) -> np.ndarray:
+    """Unique int64 keys for (user, item) pairs: user * I + dense item index."""
+    dense = np.searchsorted(item_vocab, items)
+    return users.astype(np.int64) * np.int64(len(item_vocab)) + dense.astype(np.int64)
+
+
+def sample_negatives(
+    ts: np.ndarray,
+    users: np.ndarray,
+    item_ids: np.ndarray,
+    item_start: np.ndarray,
+    item_end: np.ndarray,
+    pos_users: np.ndarray,
+    pos_items: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    max_rounds: int = 32,
+) -> np.ndarray:
+    """Sample ``k`` negatives for each positive from the items live at its time.
+
+    An item is a candidate for a positive at time ``t`` by user ``u`` when it is live
+    (``item_start <= t <= item_end``: never before it exists, never after it ends),
+    the user has no positive on it anywhere in the log (``(pos_users, pos_items)``:
+    so never a positive of that user at that time, and no false negatives from the
+    user's future either) and it is not already drawn for that row. Rows with fewer
+    than ``k`` candidates get all of them; missing slots are ``-1``.
+
+    Fast path: rejection sampling from the prefix of items sorted by start time,
+    vectorised over rows; rows still unfilled after ``max_rounds`` fall back to the
+    exact per-row enumeration of :func:`sample_negatives_reference`.
+
+    Args:
+        ts, users: (P,) time and user of each positive.
+        item_ids, item_start, item_end: (I,) the items and their live intervals.
+        pos_users, pos_items: all positive (user, item) pairs of the log.
+        k: negatives per positive.
+        rng: numpy Generator (seeded by the caller).
+
+    Returns:
+        (P, K) int64 item ids, ``-1`` where fewer than ``k`` candidates existed.
+
+    Example:
+        >>> neg = sample_negatives(ts, users, ids, start, end, users, items, 4, np.random.default_rng(0))
+    """
+    p = len(ts)
+    out = np.full((p, k), -1, dtype=np.int64)
+    if p == 0 or k == 0 or len(item_ids) == 0:
+        return out
+    vocab = np.sort(item_ids)
+    pos_keys = np.unique(_pair_keys(pos_users, pos_items, vocab))
+    order = np.argsort(item_start, kind="stable")
+    s_ids, s_start, s_end = item_ids[order], item_start[order], item_end[order]
+    prefix = np.searchsorted(s_start, ts, side="right")  # (P,) items started by t
+
+    def allowed(rows: np.ndarray, cand_idx: np.ndarray, slot: int) -> np.ndarray:
+        cand = s_ids[cand_idx]
+        ok = s_end[cand_idx] >= ts[rows]
+        keys = _pair_keys(users[rows], cand, vocab)
+        hit = np.searchsorted(pos_keys, keys)
+        hit = np.minimum(hit, len(pos_keys) - 1)
+        ok &= ~((pos_keys[hit] == keys) if len(pos_keys) else np.zeros(len(keys), bool))
+        if slot:
+            ok &= ~(out[rows, :slot] == cand[:, None]).any(axis=1)
+        return ok
+
+    exhausted = np.zeros(p, dtype=bool)
+    for slot in range(k):
+        need = np.flatnonzero((prefix > 0) & ~exhausted)
+        for _ in range(max_rounds):
+            if not len(need):
+                break
+            idx = (rng.random(len(need)) * prefix[need]).astype(np.int64)  # uniform over the started prefix
+            ok = allowed(need, idx, slot)
+            out[need[ok], slot] = s_ids[idx[ok]]
+            need = need[~ok]
+        for row in need:  # rare: few live candidates left; enumerate exactly
+            cand_idx = np.arange(prefix[row])
+            cand_idx = cand_idx[allowed(np.full(len(cand_idx), row), cand_idx, slot)]
+            if len(cand_idx):
+                out[row, slot] = s_ids[cand_idx[rng.integers(len(cand_idx))]]
+            else:
+                exhausted[row] = True
+    return out
+
+
+def sample_negatives_reference(
+    ts: np.ndarray,
+    users: np.ndarray,
+    item_ids: np.ndarray,
+    item_start: np.ndarray,
+    item_end: np.ndarray,
+    pos_users: np.ndarray,
+    pos_items: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Plain per-row reference of :func:`sample_negatives` (same contract, slow)."""
+    positives: dict[int, set[int]] = collections.defaultdict(set)
+    for u, i in zip(pos_users.tolist(), pos_items.tolist()):
+        positives[u].add(i)
+    out = np.full((len(ts), k), -1, dtype=np.int64)
+    for row, (t, u) in enumerate(zip(ts.tolist(), users.tolist())):
+        cands = [int(i) for i, s, e in zip(item_ids, item_start, item_end) if s <= t <= e and int(i) not in positives[u]]
+        take = rng.permutation(len(cands))[:k]
+        out[row, : len(take)] = [cands[j] for j in take]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def item_lifetimes(item_of_row: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For items defined by their interactions: (ids, first ts, last ts) — items go live at first sight."""
+    ids, inv = np.unique(item_of_row, return_inverse=True)
+    start = np.full(len(ids), np.iinfo(np.int64).max, dtype=np.int64)
+    end = np.full(len(ids), np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(start, inv, ts)
+    np.maximum.at(end, inv, ts)
+    return ids, start, end
+
+
+def add_sampled_negatives(
+    imp: dict[str, np.ndarray],
+    item_ids: np.ndarray,
+    item_start: np.ndarray,
+    item_end: np.ndarray,
+    options: ImportOptions,
+    slice_of: Any = None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Append ``options.negatives`` sampled negatives per positive (click == 1) to ``imp``.
+
+    ``imp`` holds impression columns (ts, user_id, room_id, slice_id, request_id,
+    labels). Sampled rows copy the positive's ts, user and request_id, carry all
+    labels 0 and ``watch_s`` 0. ``slice_of(room_ids, ts)`` gives the slice on air
+    (default: one-slice rooms, slice_id == room_id). Returns (columns, rows added).
+    """
+    k = options.negatives
+    if k == 0:
+        return imp, 0
+    pos = np.flatnonzero(imp["click"] == 1)
+    rng = np.random.default_rng(options.seed)
+    neg = sample_negatives(
+        imp["ts"][pos], imp["user_id"][pos], item_ids, item_start, item_end, imp["user_id"][pos], imp["room_id"][pos], k, rng
+    )  # (P, K)
+    rows, _ = np.nonzero(neg >= 0)
+    rooms = neg[neg >= 0]
+    src = pos[rows]
+    n = len(src)
+    add: dict[str, np.ndarray] = {}
+    for name, col in imp.items():
+        if name in ("ts", "user_id", "request_id"):
+            add[name] = col[src]
+        elif name == "room_id":
+            add[name] = rooms
+        elif name == "slice_id":
+            add[name] = rooms if slice_of is None else slice_of(rooms, imp["ts"][src])
+        else:
+            add[name] = np.zeros(n, dtype=col.dtype)
+    merged = {name: np.concatenate([imp[name], add[name]]) for name in imp}
+    return merged, n
+
+
+def write_impressions(out: Path, imp: dict[str, np.ndarray], *, progress: bool = True) -> int:
+    """Sort impressions by (ts, request_id, clicked first) and stream them to ``impressions.parquet``."""
+    keys = [-imp["click"].astype(np.int64)]
+    if "request_id" in imp:
+        keys.append(imp["request_id"])
+    keys.append(imp["ts"])
+    order = np.lexsort(keys)  # last key is primary
+    n = len(order)
+    bar = _bar(n, "write impressions", progress, unit="row")
+    with TableWriter(out, "impressions") as w:
+        for lo in range(0, max(n, 1), WRITE_BATCH):
+            sel = order[lo : lo + WRITE_BATCH]
+            if not len(sel) and n:
+                break
+            w.write({name: col[sel] for name, col in imp.items()})
+            bar.update(len(sel))
+    bar.close()
+    return n
+
+
+def empty_impressions(with_request: bool = True) -> dict[str, np.ndarray]:
+    """Typed empty impression columns (for building up)."""
+    cols = {"ts": np.zeros(0, np.int64), "user_id": np.zeros(0, np.int64), "room_id": np.zeros(0, np.int64), "slice_id": np.zeros(0, np.int64)}
+    if with_request:
+        cols["request_id"] = np.zeros(0, np.int64)
+    for lab in LABELS_BINARY:
+        cols[lab] = np.zeros(0, np.int8)
+    cols["watch_s"] = np.zeros(0, np.float32)
+    return cols
+
+
+def write_one_slice_items(
+    out: Path,
+    *,
+    item_ids: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    texts: Mapping[str, list[str | None]],
+    topics: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Write authors (one placeholder), rooms and slices for items that are one-slice rooms.
+
+    Each item becomes room ``item_id`` with slice ``item_id`` (``domain="live"``: a
+    rankable item with a life), both spanning the item's [start, end].
+    """
+    n = len(item_ids)
+    write_table(out, "authors", {"author_id": np.array([PLACEHOLDER_AUTHOR], np.int64)})
+    author = np.full(n, PLACEHOLDER_AUTHOR, np.int64)
+    write_table(out, "rooms", {"room_id": item_ids, "author_id": author, "start_ts": start, "end_ts": end})
+    cols: dict[str, Any] = {
+        "slice_id": item_ids,
+        "room_id": item_ids,
+        "author_id": author,
+        "start_ts": start,
+        "end_ts": end,
+        "domain": ["live"] * n,
+    }
+    cols.update(texts)
+    if topics:
+        cols.update(topics)
+    write_table(out, "slices", cols)
+
+
+def write_queries(out: Path, pairs: list[tuple[str, int]]) -> int:
+    """Write (query_text, slice_id) pairs as the queries table; returns the row count."""
+    write_table(
+        out,
+        "queries",
+        {
+            "query_id": np.arange(len(pairs), dtype=np.int64),
+            "query_text": [q for q, _ in pairs],
+            "slice_id": np.array([s for _, s in pairs], dtype=np.int64),
+        },
+    )
+    return len(pairs)
+
+
+def finish(
+    out: Path,
+    *,
+    source: str,
+    options: ImportOptions,
+    config: Mapping[str, Any],
+    counts: Mapping[str, int],
+    bad: BadRows,
+    notes: Mapping[str, Any],
+    time_kind: str,
+    started: float,
+    extra: Mapping[str, Any] | None = None,
+) -> ImportSummary:
+    """Write config + manifest, validate the dataset, and return the summary."""
+    from fluidrec.data.validate import validate_dataset
+
+    write_json(out / CONFIG_FILE, {"source": source, "options": dataclasses.asdict(options), **config})
+    summary = ImportSummary(
+        source=source,
+        out=str(out),
+        users=int(counts["users"]),
+        items=int(counts["items"]),
+        slices=int(counts["slices"]),
+        impressions=int(counts["impressions"]),
+        positives=int(counts["positives"]),
+        logged_negatives=int(counts["logged_negatives"]),
+        sampled_negatives=int(counts["sampled_negatives"]),
+        bad_rows=bad.total,
+        bad_rows_by_reason=dict(bad.counts),
+        notes=dict(notes),
+        seconds=0.0,
+    )
+    manifest_extra = {
+        "time_kind": time_kind,
+        "negatives_per_positive": options.negatives,
+        "import": {k: v for k, v in dataclasses.asdict(summary).items() if k not in ("out", "seconds")},
+        **(dict(extra) if extra else {}),
+    }
+    write_manifest(out, source=source, seed=options.seed, extra=manifest_extra)
+    validate_dataset(out)
+    summary.seconds = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def prepare_out(out: str | os.PathLike) -> Path:
+    """Create the output directory (the CLI checks emptiness / --force before this)."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"output path {p} exists and is not a directory")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
