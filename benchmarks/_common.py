@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 
 def measure_matmul_flops(n: int = 1024, repeats: int = 10) -> float:
     """Measured fp32 GEMM rate of this machine, FLOP/s (best of ``repeats``, at the current thread count)."""
+    import torch  # lazy: peak-memory measurements of scripts that never use torch stay honest
+
     a = torch.randn(n, n)
     b = torch.randn(n, n)
     torch.mm(a, b)  # warm-up

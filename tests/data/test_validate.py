@@ -121,3 +121,9 @@ def test_stats_cli_json(ds, capsys):
                 "room_minutes_p90", "slices_per_room_p50", "impressions_per_room_p50", "ctr",
                 "share_impressions_on_rooms_younger_than_10min", "share_test_rooms_unseen_in_train"):
         assert key in out
+
+
+def test_tiny_world_is_a_valid_dataset(tiny_world):
+    report = validate_dataset(tiny_world)
+    assert report["row_counts"]["impressions"] > 1000
+    assert report["source"] == "synthetic-world"
