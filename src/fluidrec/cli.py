@@ -19,6 +19,9 @@ from fluidrec.utils.cli import fail
 STAGE_CLIS = (
     "fluidrec.data.cli",
     "fluidrec.data.world.cli",
+    "fluidrec.codes.cli",
+    "fluidrec.encoder.cli",
+    "fluidrec.ranker.cli",
 )
 
 

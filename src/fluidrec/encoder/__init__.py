@@ -1,0 +1,30 @@
+"""Cross-domain multimodal encoder (FLUID section 3.1): vision + text -> single-tower fusion -> z.
+
+Library entry points (each also a ``fluidrec encoder`` subcommand):
+
+- ``train_encoder(cfg, dataset_dir, out_dir) -> Path``: two-stage Q2I InfoNCE training.
+- ``embed_dataset(model_dir, dataset_dir, out_file) -> EmbedSummary``: the embedding Parquet.
+- ``evaluate_encoder(model_dir, dataset_dir) -> dict``: Q2I/I2Q Recall@10/50, linear probes.
+- ``run_ablation(dataset_dir, out_dir, cfg) -> dict``: Table-6-shaped ablation.
+
+Config builders: ``encoder_default``, ``encoder_demo`` (for ``fluidrec reproduce``),
+``encoder_tiny`` (tests), ``ablation_demo``.
+
+Example:
+    >>> from fluidrec.encoder import encoder_demo, train_encoder, embed_dataset
+    >>> model_dir = train_encoder(encoder_demo(seed=0), "data/world", "runs/encoder")
+    >>> embed_dataset(model_dir, "data/world", "runs/embeddings.parquet")
+"""
+
+from fluidrec.encoder.ablation import ablation_demo, run_ablation
+from fluidrec.encoder.config import EncoderConfig, ModelConfig, TrainConfig, encoder_default, encoder_demo, encoder_tiny
+from fluidrec.encoder.embed import EmbedSummary, embed_dataset
+from fluidrec.encoder.evaluate import evaluate_encoder
+from fluidrec.encoder.model import DualTowerEncoder, SingleTowerEncoder, build_encoder, load_encoder
+from fluidrec.encoder.train import train_encoder
+
+__all__ = [
+    "EncoderConfig", "ModelConfig", "TrainConfig", "encoder_default", "encoder_demo", "encoder_tiny", "ablation_demo",
+    "train_encoder", "embed_dataset", "EmbedSummary", "evaluate_encoder", "run_ablation",
+    "build_encoder", "load_encoder", "SingleTowerEncoder", "DualTowerEncoder",
+]

