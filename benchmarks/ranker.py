@@ -1,0 +1,126 @@
+"""Ranker speed: training throughput, FLOP utilisation and 200-candidate scoring latency.
+
+Prints ratios against limits: flop_fraction = achieved training FLOP/s of the default
+model (``ranker_small``, FLUID's final {slice, room} tokens) / this machine's measured
+fp32 matmul rate (target >= 0.20); p99_ms_200 against 10 ms (2 threads). Also reports the
+``ranker_demo`` throughput the main job relies on (target >= 30k samples/s).
+
+Usage:
+    python benchmarks/ranker.py [--n 200000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import measure_matmul_flops  # noqa: E402
+
+from fluidrec.ranker.arms import build_arm  # noqa: E402
+from fluidrec.ranker.evaluate import score  # noqa: E402
+from fluidrec.ranker.features import FeatureConfig, Features  # noqa: E402
+from fluidrec.ranker.model import build_ranker  # noqa: E402
+from fluidrec.ranker.train import TrainConfig, make_optimizers, ranker_demo, ranker_small, ranker_spec, train_step  # noqa: E402
+
+
+def synthetic_features(n: int, seed: int = 0, levels: int = 4, num_codes: int = 64, n_rooms: int = 5000) -> Features:
+    """Random but well-formed features (no disk I/O), sized like the main job's streams."""
+    rng = np.random.default_rng(seed)
+    cfg = FeatureConfig(test_fraction=0.1)
+    k = cfg.history_len
+    hist = np.where(rng.random((n, k)) < 0.6, rng.integers(0, max(n - 1, 1), (n, k)), -1).astype(np.int32)
+    return Features(
+        ts=np.arange(n, dtype=np.int64) * 100, user_id=rng.integers(0, 50_000, n), room_id=rng.integers(0, n_rooms, n),
+        user=rng.integers(0, cfg.user_buckets, n), profile=rng.integers(0, 8, (n, 4)).astype(np.int16),
+        hour=rng.integers(0, 24, n).astype(np.int8), position=rng.integers(0, 20, n).astype(np.int8),
+        age_bucket=rng.integers(0, 8, n).astype(np.int8), age_min=rng.uniform(0, 90, n).astype(np.float32),
+        exposure=rng.integers(0, 500, n).astype(np.int32), author=rng.integers(0, cfg.author_buckets, n),
+        item=rng.integers(1, n_rooms + 1, n), slice_codes=rng.integers(0, num_codes, (n, levels)).astype(np.int32),
+        room_codes=rng.integers(0, num_codes, (n, levels)).astype(np.int32), hist_rows=hist,
+        labels=(rng.random((n, 5)) < 0.1).astype(np.int8), seen=np.ones(n, bool),
+        room_vocab=np.arange(n_rooms, dtype=np.int64), n_train=int(n * 0.9), num_codes=num_codes, config=cfg,
+    )  # fmt: skip
+
+
+def train_throughput(cfg: TrainConfig, feats: Features, n: int) -> tuple[float, int]:
+    """Samples/s of FLUID's final model over n rows after a warm-up; returns (rate, fwd FLOPs/sample)."""
+    plan = build_arm("fluid")
+    model = build_ranker(ranker_spec(cfg, feats, plan, plan.stages[-1]), feats.room_vocab)
+    opts = make_optimizers(model, cfg)
+    bs = cfg.batch_size
+    for b0 in range(0, 3 * bs, bs):  # warm-up: allocator, optimizer state
+        train_step(model, feats.batch(slice(b0, b0 + bs)), opts)
+    t0 = time.perf_counter()
+    done = 0
+    for b0 in range(3 * bs, 3 * bs + n, bs):
+        train_step(model, feats.batch(slice(b0, b0 + bs)), opts)
+        done += bs
+    rate = done / (time.perf_counter() - t0)
+    t, d, hh = model.backbone.num_tokens, cfg.model.dim, cfg.model.head_hidden
+    flops = model.backbone.flops_per_sample() + 2 * t * d * hh + 2 * hh * len(cfg.tasks)
+    return rate, flops
+
+
+def latency_200(cfg: TrainConfig, feats: Features, reps: int = 300) -> tuple[float, float]:
+    plan = build_arm("fluid")
+    model = build_ranker(ranker_spec(cfg, feats, plan, plan.stages[-1]), feats.room_vocab).eval()
+    batch = feats.batch(slice(0, 200))
+    batch.user[:] = batch.user[0]  # one user, 200 live rooms
+    for _ in range(20):
+        score(model, batch)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        score(model, batch)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000, help="training rows timed per config")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    small, demo = ranker_small(), ranker_demo()
+    feats = synthetic_features(args.n + 4 * max(small.batch_size, demo.batch_size))
+    peak = measure_matmul_flops()
+    rate, fwd = train_throughput(small, feats, args.n)
+    demo_rate, _ = train_throughput(demo, feats, args.n)
+    p50, p99 = latency_200(small, feats)
+    achieved = rate * 3 * fwd  # backward ~ 2x forward
+    res = {
+        "samples_per_s": rate,
+        "train_flops_per_sample": 3 * fwd,
+        "achieved_gflops": achieved / 1e9,
+        "matmul_gflops": peak / 1e9,
+        "flop_fraction": achieved / peak,
+        "flop_fraction_target": 0.20,
+        "demo_samples_per_s": demo_rate,
+        "demo_target_samples_per_s": 30_000,
+        "p50_ms_200": p50,
+        "p99_ms_200": p99,
+        "p99_target_ms": 10.0,
+        "p99_ratio_to_target": p99 / 10.0,
+        "threads": 2,
+        "n": args.n,
+    }
+    if args.json:
+        print(json.dumps(res, indent=2, sort_keys=True))
+    else:
+        w = max(map(len, res))
+        for k, v in res.items():
+            print(f"{k:<{w}}  {v:.4f}" if isinstance(v, float) else f"{k:<{w}}  {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

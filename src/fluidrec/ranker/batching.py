@@ -1,0 +1,99 @@
+"""The typed ``Batch`` the ranker consumes, plus the id hashing shared by features and scoring.
+
+Shape letters: B batch, K history length, L code levels, P profile columns.
+
+Example:
+    >>> batch = features.batch(slice(0, 1024)).to("cpu")
+    >>> batch.slice_codes.shape      # (B, L)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from fluidrec.data.schema import LABELS_BINARY
+
+# Room-age edges (minutes) of the context token's age bucket: 8 buckets, finer where rooms are young.
+AGE_EDGES_MIN = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+MAX_POSITION = 63  # positions above share one embedding row
+PROFILE_VOCAB = 64  # each profile column is clipped to [0, PROFILE_VOCAB)
+
+
+def hash_ids(ids: np.ndarray, buckets: int) -> np.ndarray:
+    """Hash int64 ids to [0, buckets) with splitmix64 (stable across runs and machines).
+
+    Example:
+        >>> hash_ids(np.array([1, 2, 3]), 100)
+    """
+    x = np.asarray(ids).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x % np.uint64(buckets)).astype(np.int64)
+
+
+def age_bucket(age_min: np.ndarray) -> np.ndarray:
+    """Room age (minutes) -> context bucket 0..len(AGE_EDGES_MIN)."""
+    return np.searchsorted(np.asarray(AGE_EDGES_MIN), np.asarray(age_min), side="right").astype(np.int64)
+
+
+@dataclasses.dataclass
+class Batch:
+    """One batch of impressions, already indexed for the embedding tables.
+
+    Attributes:
+        user: (B,) hashed user index.
+        profile: (B, P) user profile columns.
+        hour: (B,) hour of day 0..23.
+        position: (B,) slot position, clipped to MAX_POSITION.
+        age_bucket: (B,) room age bucket (see AGE_EDGES_MIN).
+        age_min: (B,) float room age in minutes (diagnostics only).
+        exposure: (B,) float impressions of this room before this one (gate side info).
+        author: (B,) hashed author index.
+        item: (B,) room index into the item-ID table (0 = unknown room).
+        slice_codes: (B, L) slice LUCID.
+        room_codes: (B, L) room LUCID (causal majority vote).
+        hist_codes: (B, K, L) slice codes of the user's last K clicks (earlier events only).
+        hist_mask: (B, K) True where a history slot is filled.
+        labels: task name -> (B,) float 0/1; empty when scoring.
+    """
+
+    user: torch.Tensor
+    profile: torch.Tensor
+    hour: torch.Tensor
+    position: torch.Tensor
+    age_bucket: torch.Tensor
+    age_min: torch.Tensor
+    exposure: torch.Tensor
+    author: torch.Tensor
+    item: torch.Tensor
+    slice_codes: torch.Tensor
+    room_codes: torch.Tensor
+    hist_codes: torch.Tensor
+    hist_mask: torch.Tensor
+    labels: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+    def to(self, device: str | torch.device) -> Batch:
+        """A copy with every tensor on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self) if f.name != "labels"
+        }
+        return Batch(**moved, labels={k: v.to(device) for k, v in self.labels.items()})
+
+    @classmethod
+    def from_numpy(cls, arrays: dict[str, np.ndarray], labels: np.ndarray | None = None) -> Batch:
+        """Build from numpy arrays named like the fields; ``labels`` is (B, 5) in LABELS_BINARY order."""
+        t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        lab = {}
+        if labels is not None:
+            lab_t = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+            lab = {name: lab_t[:, i] for i, name in enumerate(LABELS_BINARY)}
+        return cls(**t, labels=lab)

@@ -1,0 +1,329 @@
+"""Tokenizer: features -> prime tokens, one (B, D) vector per token.
+
+Fixed tokens (identical in every arm): ``user`` (hashed user ID), ``profile`` (users
+table columns), ``context`` (hour, position, room-age bucket), ``history`` (the user's
+last K clicked slices' codes, pooled by attention against the candidate) and ``author``
+(switch). Candidate tokens depend on the arm:
+
+- ``item_id``  g, the room-ID embedding (scaled by ``id_scale`` for the staged phase-out)
+- ``slice``    s, the slice LUCID embedding
+- ``room``     r, the room LUCID embedding
+- ``early``    h, one token fusing g and s (fluid.txt Eqs. 3-5: replace, concat, gate)
+
+Code embeddings (fluid.txt Eqs. 1-2): prefix n-gram (level l indexed by the whole
+prefix path) or level-wise; each level its own table, concatenated.
+
+Shape letters: B batch, T tokens, K history length, L code levels, D width.
+
+Example:
+    >>> tok = Tokenizer(TokenizerConfig(dim=32, num_codes=64, levels=4, item_rows=1000),
+    ...                 tokens=("user", "profile", "context", "history", "item_id", "slice"))
+    >>> x, aux = tok(batch)            # x: (B, T, D)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from fluidrec.data.schema import USER_PROFILE_COLUMNS
+from fluidrec.errors import check
+from fluidrec.ranker.batching import AGE_EDGES_MIN, MAX_POSITION, PROFILE_VOCAB, Batch
+
+FIXED_TOKENS = ("user", "profile", "context", "history", "author")
+CANDIDATE_TOKENS = ("item_id", "slice", "room", "early")
+FUSIONS = ("replace", "concat", "gate_learned", "gate_feature")
+SCHEMES = ("prefix_ngram", "levelwise")
+
+
+def _prime_at_most(n: int) -> int:
+    """Largest prime <= n (n >= 2): a prime modulus spreads hashed prefix ids evenly."""
+    def is_prime(k: int) -> bool:
+        return k >= 2 and all(k % d for d in range(2, int(math.isqrt(k)) + 1))
+
+    while not is_prime(n):
+        n -= 1
+    return n
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """Sizes of the token embedders.
+
+    Args:
+        dim: D, width of every token.
+        num_codes: N, codebook size per level.
+        levels: L, code levels.
+        scheme: "prefix_ngram" (default) or "levelwise".
+        shared_code_tables: slice and room codes share one set of tables (Table 5 ablation).
+        code_rows_cap: a level's table has min(N^l, cap) rows; longer prefixes hash (mod a prime).
+        user_buckets, author_buckets: hashed ID table rows (must match FeatureConfig).
+        item_rows: rows of the item-ID table (rooms + 1; row 0 = unknown room).
+        history_len: K.
+        id_init_std: init std of the item-ID table (small, so an ID's norm shows how much it trained).
+    """
+
+    dim: int = 32
+    num_codes: int = 64
+    levels: int = 4
+    scheme: str = "prefix_ngram"
+    shared_code_tables: bool = False
+    code_rows_cap: int = 1 << 15
+    user_buckets: int = 1 << 16
+    author_buckets: int = 1 << 14
+    item_rows: int = 1
+    history_len: int = 8
+    id_init_std: float = 0.01
+
+    def __post_init__(self) -> None:
+        check(self.dim >= 4, f"dim must be >= 4, got {self.dim}")
+        check(self.num_codes >= 1, f"num_codes must be >= 1, got {self.num_codes}")
+        check(1 <= self.levels <= 16, f"levels must be in [1, 16], got {self.levels}")
+        check(self.scheme in SCHEMES, f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
+        check(self.code_rows_cap >= 2, f"code_rows_cap must be >= 2, got {self.code_rows_cap}")
+        check(
+            self.levels * math.log2(max(self.num_codes, 2)) <= 62,
+            f"num_codes^levels must fit in int64 (num_codes={self.num_codes}, levels={self.levels})",
+        )
+        check(self.item_rows >= 1, f"item_rows must be >= 1, got {self.item_rows}")
+        check(self.user_buckets >= 1 and self.author_buckets >= 1, "hash buckets must be >= 1")
+        check(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")
+
+    def level_rows(self) -> list[int]:
+        """Rows of each level's table."""
+        if self.scheme == "levelwise":
+            return [self.num_codes] * self.levels
+        cap = _prime_at_most(self.code_rows_cap)
+        return [self.num_codes**lv if self.num_codes**lv <= self.code_rows_cap else cap for lv in range(1, self.levels + 1)]
+
+
+def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> torch.Tensor:
+    """Prefix n-gram ids (fluid.txt Eq. 1), hashed mod ``rows[l]`` where the prefix space is larger.
+
+    Args:
+        codes: (..., L) int64 codes in [0, N).
+        num_codes: N.
+        rows: per-level table rows (from TokenizerConfig.level_rows).
+
+    Returns:
+        (..., L) int64 row index per level.
+    """
+    out = []
+    cbar = torch.zeros_like(codes[..., 0])
+    for lv in range(codes.shape[-1]):
+        cbar = cbar * num_codes + codes[..., lv]  # sum_k c_k N^(l-k), exact while N^L < 2^63
+        out.append(torch.remainder(cbar, rows[lv]))
+    return torch.stack(out, dim=-1)
+
+
+def prefix_ngram_ids_reference(code: list[int], num_codes: int, rows: list[int]) -> list[int]:
+    """Plain Python Eq. 1 for one code tuple (reference for the test)."""
+    ids = []
+    for lv in range(1, len(code) + 1):
+        cbar = sum(code[k - 1] * num_codes ** (lv - k) for k in range(1, lv + 1))
+        ids.append(cbar % rows[lv - 1])
+    return ids
+
+
+class CodeEmbedding(nn.Module):
+    """LUCID code -> embedding: one sparse table per level, concatenated (Eq. 2), projected to D."""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.rows = cfg.level_rows()
+        level_dim = max(cfg.dim // cfg.levels, 1)
+        self.tables = nn.ModuleList(nn.Embedding(r, level_dim, sparse=True) for r in self.rows)
+        for t in self.tables:
+            nn.init.normal_(t.weight, std=0.05)
+        # Eq. 2 is a plain concatenation; project only when L * level_dim != D.
+        self.proj = nn.Identity() if level_dim * cfg.levels == cfg.dim else nn.Linear(level_dim * cfg.levels, cfg.dim)
+
+    def ids(self, codes: torch.Tensor) -> torch.Tensor:
+        codes = codes.clamp(0, self.cfg.num_codes - 1)  # unseen code values at serving time
+        if self.cfg.scheme == "levelwise":
+            return codes
+        return prefix_ngram_ids(codes, self.cfg.num_codes, self.rows)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """(..., L) codes -> (..., D)."""
+        ids = self.ids(codes)
+        parts = [table(ids[..., lv]) for lv, table in enumerate(self.tables)]
+        return self.proj(torch.cat(parts, dim=-1))
+
+
+class HistoryPool(nn.Module):
+    """Attention pooling of the user's last K clicked slices against the candidate.
+
+    The query is a learned vector plus a projection of the mean candidate token, so the
+    module is the same in every arm; only what the candidate side feeds it differs.
+    """
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__()
+        self.codes = CodeEmbedding(cfg)  # own tables: history never shares the candidate tables
+        self.q0 = nn.Parameter(torch.zeros(cfg.dim))
+        self.wq = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.scale = cfg.dim**-0.5
+
+    def forward(self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+        items = self.codes(hist_codes)  # (B, K, D)
+        q = self.q0 if cand is None else self.q0 + self.wq(cand)  # (D,) or (B, D)
+        att = (self.wk(items) * q.unsqueeze(-2)).sum(-1) * self.scale  # (B, K)
+        att = att.masked_fill(~hist_mask, float("-inf"))
+        w = torch.softmax(att, dim=-1).nan_to_num(0.0)  # users with no history: all-zero weights
+        return (w.unsqueeze(-1) * items).sum(1)  # (B, D)
+
+
+class EarlyFusion(nn.Module):
+    """One candidate token h from g and s (fluid.txt Eqs. 3-5)."""
+
+    def __init__(self, kind: str, dim: int) -> None:
+        super().__init__()
+        check(kind in FUSIONS, f"fusion must be one of {FUSIONS}, got {kind!r}")
+        self.kind = kind
+        if kind == "concat":
+            self.w = nn.Linear(2 * dim, dim)
+        elif kind == "gate_learned":
+            self.f = nn.Linear(dim, 1)  # alpha = sigmoid(f(g))
+        elif kind == "gate_feature":
+            # alpha = sigmoid(f(u)), u = [log1p(exposure so far), ||g||]
+            self.f = nn.Sequential(nn.Linear(2, 8), nn.SiLU(), nn.Linear(8, 1))
+
+    def forward(self, g: torch.Tensor | None, s: torch.Tensor, exposure: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.kind == "replace":
+            return s, None
+        assert g is not None
+        if self.kind == "concat":
+            return self.w(torch.cat([g, s], dim=-1)), None
+        if self.kind == "gate_learned":
+            alpha = torch.sigmoid(self.f(g))  # (B, 1)
+        else:
+            # The norm is side information, not a path for gradients into the ID table.
+            u = torch.stack([torch.log1p(exposure), g.detach().norm(dim=-1)], dim=-1)  # (B, 2)
+            alpha = torch.sigmoid(self.f(u))
+        return alpha * g + (1 - alpha) * s, alpha.squeeze(-1)
+
+
+class Tokenizer(nn.Module):
+    """Builds the prime tokens of one arm.
+
+    Args:
+        cfg: embedder sizes.
+        tokens: token names in backbone order (subset of FIXED_TOKENS + CANDIDATE_TOKENS).
+        fusion: the early-fusion kind when "early" is a token.
+
+    ``forward(batch)`` returns ``(x (B, T, D), aux)``; aux holds ``g``, ``s`` (for EM3) and
+    ``alpha`` (gate weights) when present.
+    """
+
+    def __init__(self, cfg: TokenizerConfig, tokens: tuple[str, ...], fusion: str | None = None) -> None:
+        super().__init__()
+        known = FIXED_TOKENS + CANDIDATE_TOKENS
+        for t in tokens:
+            check(t in known, f"unknown token {t!r}; known: {known}")
+        check(len(set(tokens)) == len(tokens), f"duplicate tokens in {tokens}")
+        check(("early" in tokens) == (fusion is not None), "fusion is set exactly when 'early' is a token")
+        self.cfg = cfg
+        self.token_names = tuple(tokens)
+        self.fusion = fusion
+        d = cfg.dim
+        self.register_buffer("id_scale", torch.ones(()), persistent=True)
+        self.user = nn.Embedding(cfg.user_buckets, d, sparse=True)
+        self.profile = nn.ModuleList(nn.Embedding(PROFILE_VOCAB, d) for _ in USER_PROFILE_COLUMNS)
+        self.hour = nn.Embedding(24, d)
+        self.position = nn.Embedding(MAX_POSITION + 1, d)
+        self.age = nn.Embedding(len(AGE_EDGES_MIN) + 1, d)
+        self.history = HistoryPool(cfg)
+        self.author = nn.Embedding(cfg.author_buckets, d, sparse=True) if "author" in tokens else None
+        needs_g = "item_id" in tokens or (fusion is not None and fusion != "replace")
+        needs_s = "slice" in tokens or fusion is not None
+        self.item_id = nn.Embedding(cfg.item_rows, d, sparse=True) if needs_g else None
+        self.slice = CodeEmbedding(cfg) if needs_s or ("room" in tokens and cfg.shared_code_tables) else None
+        if "room" in tokens:
+            self.room = self.slice if cfg.shared_code_tables else CodeEmbedding(cfg)
+        else:
+            self.room = None
+        self.early = EarlyFusion(fusion, d) if fusion is not None else None
+        for emb in (self.user, self.author, self.hour, self.position, self.age, *self.profile):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.05)
+        if self.item_id is not None:
+            nn.init.normal_(self.item_id.weight, std=cfg.id_init_std)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_names)
+
+    def item_embedding(self, batch: Batch) -> torch.Tensor | None:
+        """g (B, D), scaled by id_scale; exactly zero with no table lookup once id_scale is 0."""
+        if self.item_id is None:
+            return None
+        if float(self.id_scale) == 0.0:
+            # No lookup, so the ID table receives no gradient at all (not even zeros).
+            return torch.zeros(len(batch), self.cfg.dim)
+        g = self.item_id(batch.item)
+        return g if float(self.id_scale) == 1.0 else g * self.id_scale
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        aux: dict[str, torch.Tensor] = {}
+        g = self.item_embedding(batch)
+        s = self.slice(batch.slice_codes) if self.slice is not None else None
+        cand: dict[str, torch.Tensor] = {}
+        if "item_id" in self.token_names:
+            cand["item_id"] = g
+        if "slice" in self.token_names:
+            cand["slice"] = s
+        if "room" in self.token_names:
+            cand["room"] = self.room(batch.room_codes)
+        if self.early is not None:
+            h, alpha = self.early(g, s, batch.exposure)
+            cand["early"] = h
+            if alpha is not None:
+                aux["alpha"] = alpha
+        if g is not None:
+            aux["g"] = g
+        if s is not None:
+            aux["s"] = s
+        cand_mean = torch.stack(list(cand.values()), 0).mean(0) if cand else None  # (B, D)
+        out = []
+        for name in self.token_names:
+            if name in cand:
+                out.append(cand[name])
+            elif name == "user":
+                out.append(self.user(batch.user))
+            elif name == "profile":
+                out.append(sum(emb(batch.profile[:, j]) for j, emb in enumerate(self.profile)))
+            elif name == "context":
+                out.append(self.hour(batch.hour) + self.position(batch.position) + self.age(batch.age_bucket))
+            elif name == "history":
+                out.append(self.history(batch.hist_codes, batch.hist_mask, cand_mean))
+            elif name == "author":
+                out.append(self.author(batch.author))
+        return torch.stack(out, dim=1), aux  # (B, T, D)
+
+
+def copy_code_tables(dst: CodeEmbedding, src: CodeEmbedding) -> None:
+    """Initialise ``dst`` from ``src`` (stage 3: room tables start as a copy of the warm slice tables)."""
+    with torch.no_grad():
+        for name, p in src.state_dict().items():
+            dst.state_dict()[name].copy_(p)
+
+
+__all__ = [
+    "CANDIDATE_TOKENS",
+    "FIXED_TOKENS",
+    "FUSIONS",
+    "CodeEmbedding",
+    "EarlyFusion",
+    "HistoryPool",
+    "Tokenizer",
+    "TokenizerConfig",
+    "copy_code_tables",
+    "prefix_ngram_ids",
+    "prefix_ngram_ids_reference",
+]
