@@ -22,6 +22,7 @@ STAGE_CLIS = (
     "fluidrec.codes.cli",
     "fluidrec.encoder.cli",
     "fluidrec.ranker.cli",
+    "fluidrec.experiments.cli",
 )
 
 

@@ -13,6 +13,8 @@
     fluid_id_back   fluid, then g added back
     fluid_levelwise fluid with level-wise code embeddings (Table 5)
     fluid_shared    fluid with shared slice/room tables (Table 5)
+    fluid_stage1    stages 0-1, then {g, s} online to the end (Table 7, "Stage 1")
+    fluid_stage2    stages 0-2, then {s} online to the end (Table 7, "Stage 2")
 
 Example:
     >>> plan = build_arm("fluid")
@@ -94,6 +96,29 @@ def fluid_shared_arm(w: WarmupConfig) -> ArmPlan:
     return ArmPlan("fluid_shared", tuple(fluid_stages(w)), shared_code_tables=True)
 
 
+def _truncated_fluid(name: str, w: WarmupConfig, keep: int) -> ArmPlan:
+    """FLUID's first ``keep`` stages, the last one extended over the rest of the stream.
+
+    Table 7 reports the model after each warmup stage; deploying it means training it
+    online in that configuration, so the last kept stage runs to the end of the stream.
+    """
+    stages = fluid_stages(w)[:keep]
+    rest = 1.0 - sum(s.fraction for s in stages[:-1])
+    last = stages[-1]
+    # once the ID multiplier is exactly zero, the ID token is gone: keep only the others
+    tokens = tuple(t for t in last.tokens if not (t == "item_id" and last.id_scale_to == 0.0))
+    online = Stage(f"online_{last.name}", tokens, rest - last.fraction)
+    return ArmPlan(name, (*stages, online))
+
+
+def fluid_stage1_arm(w: WarmupConfig) -> ArmPlan:
+    return _truncated_fluid("fluid_stage1", w, keep=2)
+
+
+def fluid_stage2_arm(w: WarmupConfig) -> ArmPlan:
+    return _truncated_fluid("fluid_stage2", w, keep=3)
+
+
 # Plain dispatch table from the CLI's arm name to its builder (explicit, no registration magic).
 _BUILDERS: dict[str, Callable[[WarmupConfig], ArmPlan]] = {
     "baseline": baseline_arm,
@@ -109,6 +134,8 @@ _BUILDERS: dict[str, Callable[[WarmupConfig], ArmPlan]] = {
     "fluid_id_back": fluid_id_back_arm,
     "fluid_levelwise": fluid_levelwise_arm,
     "fluid_shared": fluid_shared_arm,
+    "fluid_stage1": fluid_stage1_arm,
+    "fluid_stage2": fluid_stage2_arm,
 }
 ARMS: tuple[str, ...] = tuple(_BUILDERS)
 

@@ -1,0 +1,81 @@
+"""Configuration of the main job (``fluidrec reproduce``): one typed dataclass that
+resolves every stage's settings and is written beside the results."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fluidrec.errors import check
+
+SCALES = ("tiny", "small", "medium", "large")
+
+# Arms trained by the main job, and the paper row each one fills.
+TABLE3_ARMS = {"baseline": "baseline", "slice": "fluid_stage1", "no_id": "no_id", "fluid": "fluid"}
+TABLE5_ARMS = {"prefix_ngram": "fluid", "levelwise": "fluid_levelwise", "independent_tables": "fluid", "shared_tables": "fluid_shared"}
+TABLE7_ARMS = {
+    "early_replace": "early_replace",
+    "early_concat": "early_concat",
+    "gate_learned": "gate_learned",
+    "gate_feature": "gate_feature",
+    "late_em3": "late_em3",
+    "late": "late",
+    "naive_joint": "naive_joint",
+    "stage1": "fluid_stage1",
+    "stage2": "fluid_stage2",
+    "stage3": "fluid",
+    "fluid_id_back": "fluid_id_back",
+}
+AB_ARMS = {"baseline": "baseline", "slice": "fluid_stage1", "no_id": "no_id", "fluid": "fluid"}
+
+
+def all_arms() -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for table in (TABLE3_ARMS, TABLE5_ARMS, TABLE7_ARMS, AB_ARMS):
+        for arm in table.values():
+            seen[arm] = None
+    return tuple(seen)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig:
+    """Settings of the main job.
+
+    Args:
+        scale: synthetic world scale (tiny for tests, small for the demo).
+        seed: seeds every stage.
+        encoder_preset: ``demo`` (CPU-sized MiniLM cut to 2 layers) or ``tiny`` (tests).
+        encoder_steps: training steps of the main encoder (None = the preset's).
+        ablation_steps: training steps of each encoder-ablation run (0 skips Table 6).
+        code_levels, codebook_size: RQ-KMeans shape (the paper: 4 x 64).
+        ranker_preset: ``demo`` (1 layer, D=16) or ``small`` (the benchmark default).
+        ab_requests: held-out requests replayed in the simulated A/B test.
+        ab_candidates: live rooms scored per request.
+        n_boot: bootstrap resamples for the A/B confidence intervals.
+    """
+
+    scale: str = "small"
+    seed: int = 0
+    encoder_preset: str = "demo"
+    encoder_steps: int | None = None
+    ablation_steps: int = 40
+    code_levels: int = 4
+    codebook_size: int = 64
+    ranker_preset: str = "demo"
+    ab_requests: int = 6000
+    ab_candidates: int = 40
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        check(self.scale in SCALES, f"scale must be one of {SCALES}, got {self.scale!r}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check(self.encoder_preset in ("demo", "tiny"), f"encoder_preset must be demo or tiny, got {self.encoder_preset!r}")
+        check(self.encoder_steps is None or self.encoder_steps > 0, "encoder_steps must be > 0")
+        check(self.ablation_steps >= 0, "ablation_steps must be >= 0")
+        check(self.code_levels >= 1 and self.codebook_size >= 2, "need code_levels >= 1 and codebook_size >= 2")
+        check(self.ranker_preset in ("demo", "small"), f"ranker_preset must be demo or small, got {self.ranker_preset!r}")
+        check(self.ab_requests > 0 and self.ab_candidates >= 6, "need ab_requests > 0 and ab_candidates >= 6")
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> ReproduceConfig:
+        """Seconds-sized settings for tests: tiny world, tiny encoder, few A/B requests."""
+        return cls(scale="tiny", seed=seed, encoder_preset="tiny", ablation_steps=4, codebook_size=8, ab_requests=300, ab_candidates=10, n_boot=200)

@@ -1,0 +1,100 @@
+"""Report figures that belong to the main job: code utilisation per level and the
+cross-domain case review (live slices and short videos sharing one code prefix,
+the paper's Figure 4). Ranker diagnostics (Figures 1 and 5) live in
+``fluidrec.ranker.diagnostics``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fluidrec.utils.io import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def utilisation_figure(utilisation: list[float], perplexity: list[float] | None, codebook_size: int, path: Path) -> Path:
+    """Bar chart of codebook utilisation (used / N) per level, perplexity annotated."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    levels = np.arange(1, len(utilisation) + 1)
+    ax.bar(levels, utilisation, color="#4C72B0")
+    for i, u in enumerate(utilisation):
+        label = f"{u:.2f}" + (f"\nppl {perplexity[i]:.0f}" if perplexity else "")
+        ax.text(levels[i], u + 0.02, label, ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 1.25)
+    ax.set_xticks(levels)
+    ax.set_xlabel("code level")
+    ax.set_ylabel(f"utilisation (used / {codebook_size})")
+    ax.set_title("LUCID codebook utilisation")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pick_shared_prefixes(codes: np.ndarray, domain: np.ndarray, depth: int = 2, n: int = 2, min_each: int = 3) -> list[tuple[int, ...]]:
+    """The ``n`` code prefixes of length ``depth`` with the most members in both domains (at least ``min_each`` each)."""
+    keys = [tuple(row) for row in codes[:, :depth].tolist()]
+    live_counts: dict[tuple, int] = {}
+    video_counts: dict[tuple, int] = {}
+    for k, d in zip(keys, domain):
+        target = live_counts if d == "live" else video_counts
+        target[k] = target.get(k, 0) + 1
+    both = [(min(live_counts[k], video_counts[k]), k) for k in live_counts if k in video_counts]
+    both = [b for b in both if b[0] >= min_each]
+    both.sort(key=lambda b: (-b[0], b[1]))
+    return [k for _, k in both[:n]]
+
+
+def case_review_figure(
+    codes: np.ndarray,
+    domain: np.ndarray,
+    titles: list[str],
+    frames: list[bytes | None],
+    frame_size: int | None,
+    path: Path,
+    depth: int = 2,
+    per_domain: int = 3,
+) -> tuple[Path, list[tuple[int, ...]]]:
+    """Frames and titles of live slices and short videos sharing a code prefix, one row per prefix.
+
+    Args:
+        codes: (n, L) slice codes aligned with ``domain``, ``titles`` and ``frames``.
+    """
+    plt = _pyplot()
+    prefixes = pick_shared_prefixes(codes, domain, depth=depth)
+    rows = max(len(prefixes), 1)
+    cols = 2 * per_domain
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    prefix_match = codes[:, :depth]
+    for r, prefix in enumerate(prefixes):
+        member = np.all(prefix_match == np.array(prefix), axis=1)
+        picks = [i for d in ("live", "video") for i in np.flatnonzero(member & (domain == d))[:per_domain]]
+        for c, i in enumerate(picks):
+            ax = axes[r, c]
+            if frames[i] is not None and frame_size:
+                ax.imshow(np.frombuffer(frames[i], np.uint8).reshape(frame_size, frame_size, 3))
+            title = titles[i] if len(titles[i]) <= 28 else titles[i][:26] + "…"
+            ax.set_title(f"{domain[i]}: {title}", fontsize=7)
+        axes[r, 0].text(-0.1, 0.5, f"code {prefix}", transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right", fontsize=9)
+    if not prefixes:
+        axes[0, 0].text(0, 0.5, "no code prefix is shared by enough live slices and videos", fontsize=9)
+    fig.suptitle("Live slices (left) and short videos (right) sharing a LUCID prefix")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path, prefixes
