@@ -165,3 +165,11 @@ def test_encode_same_codes_for_any_thread_count_and_restores_threads(model: RQKM
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
+
+
+def test_fit_with_fewer_points_than_dimensions():
+    # a small catalogue: PCA-based progressive-dim clustering cannot run, plain k-means must
+    x = np.random.default_rng(0).normal(size=(20, 64)).astype(np.float32)
+    model = RQKMeans(levels=2, codebook_size=4, seed=0).fit(x)
+    codes = model.encode(x)
+    assert codes.shape == (20, 2) and codes.min() >= 0 and codes.max() < 4

@@ -133,7 +133,9 @@ def _kmeans(x: np.ndarray, k: int, cfg: RQKMeansConfig, seed: int) -> np.ndarray
 
 def _kmeans_faiss(faiss: Any, x: np.ndarray, k: int, cfg: RQKMeansConfig, seed: int) -> np.ndarray:
     m, d = x.shape
-    if cfg.progressive_dim and d > 1:
+    # Progressive-dim clustering starts from a PCA of the sample, which needs more points
+    # than dimensions; with fewer (small catalogues) plain k-means is the right tool.
+    if cfg.progressive_dim and 1 < d < m:
         params = faiss.ProgressiveDimClusteringParameters()
         params.niter = cfg.niter
         params.seed = seed

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from fluidrec.errors import UsageError
@@ -246,5 +247,5 @@ def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False) -> dict:
     report = render_outputs(cfg, paths, results)
     results["seconds"] = dict(runner.seconds)
     write_json(paths.root / "results.json", results)
-    print(f"\nreport: {report}\nresults: {paths.root / 'results.json'}")
+    print(f"\nreport: {report}\nresults: {paths.root / 'results.json'}", file=sys.stderr)
     return results

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,13 +25,14 @@ class StageRunner:
     Args:
         out: the run directory.
         resume: skip stages whose record exists (their summary is loaded instead).
-        log: where progress lines go (default print).
+        log: where progress lines go (default: stderr).
     """
 
-    def __init__(self, out: Path, resume: bool, log: Callable[[str], None] = print) -> None:
+    def __init__(self, out: Path, resume: bool, log: Callable[[str], None] | None = None) -> None:
         self.out = Path(out)
         self.resume = resume
-        self.log = log
+        # progress goes to stderr, like tqdm, so `--json` output on stdout stays parseable
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.seconds: dict[str, float] = {}
         (self.out / "stages").mkdir(parents=True, exist_ok=True)
 
