@@ -5,7 +5,9 @@ batches + the LM + EOS pooling + projection, under inference_mode) against ``st_
 (sentence-transformers' ``encode`` of the same MiniLM on the same tagged texts, same max
 length, same batch size, same run), their ``ratio`` (target >= 1.0), and ``train_step_s``
 (one optimiser step of the joint stage at the default batch size) for the default config and
-for ``encoder_demo`` (what ``fluidrec reproduce`` uses).
+for ``encoder_demo`` (what ``fluidrec reproduce`` uses), and ``encoder_demo`` item embedding with
+the EOS-only last layer (``demo_embed_items_per_s``) and with the plain Hugging Face forward
+(``demo_embed_reference_items_per_s``).
 
 Usage:
     python benchmarks/encoder.py [--n 512] [--threads 2] [--json]
@@ -113,13 +115,15 @@ def bench_train_step(cfg, frame_size: int = 32, repeats: int = 2) -> float:
     return float(np.median(times[1:]))  # first step warms up
 
 
-def bench_embed_demo(n: int, frame_size: int = 32) -> float:
+def bench_embed_demo(n: int, frame_size: int = 32, *, fast_eos: bool = True, batch_size: int = 256) -> float:
+    """Items/s of ``encoder_demo`` item embedding (text + frame); ``fast_eos=False`` = the HF forward."""
     cfg = encoder_demo()
     model = build_encoder(cfg.model, frame_size).eval()
+    model.fast_eos = fast_eos
     data = fake_data(model, n, frame_size)
     encode_items(model, data, np.arange(min(n, 64)))
     t0 = time.perf_counter()
-    encode_items(model, data, batch_size=64)
+    encode_items(model, data, batch_size=batch_size)
     return n / (time.perf_counter() - t0)
 
 
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     res = {"n": args.n, "batch_size": args.batch_size, "budget": args.budget, "threads": args.threads,
            "matmul_gflops": measure_matmul_flops() / 1e9}
     res.update(bench_text_path(args.n, args.batch_size, args.budget))
-    res["demo_embed_items_per_s"] = bench_embed_demo(args.n)
+    res["demo_embed_items_per_s"] = bench_embed_demo(args.n)  # EOS-only last layer (the default)
+    res["demo_embed_reference_items_per_s"] = bench_embed_demo(args.n, fast_eos=False)  # full HF forward
     if not args.skip_train:
         res["train_step_s"] = bench_train_step(encoder_default())
         res["train_step_batch_size"] = encoder_default().train.batch_size

@@ -8,7 +8,8 @@ Library entry points (each also a ``fluidrec encoder`` subcommand):
 - ``run_ablation(dataset_dir, out_dir, cfg) -> dict``: Table-6-shaped ablation.
 
 Config builders: ``encoder_default``, ``encoder_demo`` (for ``fluidrec reproduce``),
-``encoder_tiny`` (tests), ``ablation_demo``.
+``encoder_tiny`` (tests), ``ablation_demo``, ``ablation_reproduce`` (the ablation of
+``fluidrec reproduce``: reuse the main encoder as the reference row).
 
 Example:
     >>> from fluidrec.encoder import encoder_demo, train_encoder, embed_dataset
@@ -16,7 +17,7 @@ Example:
     >>> embed_dataset(model_dir, "data/world", "runs/embeddings.parquet")
 """
 
-from fluidrec.encoder.ablation import ablation_demo, run_ablation
+from fluidrec.encoder.ablation import ablation_demo, ablation_reproduce, run_ablation
 from fluidrec.encoder.config import EncoderConfig, ModelConfig, TrainConfig, encoder_default, encoder_demo, encoder_tiny
 from fluidrec.encoder.embed import EmbedSummary, embed_dataset
 from fluidrec.encoder.evaluate import evaluate_encoder
@@ -24,7 +25,7 @@ from fluidrec.encoder.model import DualTowerEncoder, SingleTowerEncoder, build_e
 from fluidrec.encoder.train import train_encoder
 
 __all__ = [
-    "EncoderConfig", "ModelConfig", "TrainConfig", "encoder_default", "encoder_demo", "encoder_tiny", "ablation_demo",
+    "EncoderConfig", "ModelConfig", "TrainConfig", "encoder_default", "encoder_demo", "encoder_tiny", "ablation_demo", "ablation_reproduce",
     "train_encoder", "embed_dataset", "EmbedSummary", "evaluate_encoder", "run_ablation",
     "build_encoder", "load_encoder", "SingleTowerEncoder", "DualTowerEncoder",
 ]

@@ -110,7 +110,7 @@ def register(subparsers) -> None:
     e.add_argument("--model", required=True, help="trained encoder directory")
     e.add_argument("--dataset", required=True)
     e.add_argument("--out", required=True, help="embedding Parquet to write (resumes <out>.parts/)")
-    e.add_argument("--batch-size", type=positive_int, default=64)
+    e.add_argument("--batch-size", type=positive_int, default=256)
     e.add_argument("--threads", type=positive_int, default=2)
     add_json_flag(e)
     e.set_defaults(func=_embed)

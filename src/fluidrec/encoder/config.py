@@ -207,12 +207,14 @@ def encoder_default(seed: int = 0) -> EncoderConfig:
 def encoder_demo(seed: int = 0) -> EncoderConfig:
     """Sized for ``fluidrec reproduce`` on two CPU cores (~30 GFLOP/s).
 
-    MiniLM cut to its first 2 layers (full depth embeds only ~25 items/s here), 32 item tokens,
-    2 visual tokens, 120 steps of batch 32 (36 alignment + 84 joint). For a tighter budget use
-    ``encoder_demo().replace(model={"backbone": "scratch", "lm_layers": 0})``.
+    MiniLM cut to its first layer, 32 item tokens, 2 visual tokens, 120 steps of batch 32
+    (36 alignment + 84 joint). With one layer, EOS pooling only needs that layer at the EOS row
+    (``model.bert_eos_pool``), so an item costs ~5 MFLOP instead of ~250 at two full layers:
+    training plus embedding the ``small`` world's 49k slices takes a couple of minutes here
+    instead of 10-15 (see docs/encoder.md for the measured speed and quality trade-off).
     """
     return EncoderConfig(
-        model=ModelConfig(text_tokens=32, query_tokens=8, visual_tokens=2, lm_layers=2),
+        model=ModelConfig(text_tokens=32, query_tokens=8, visual_tokens=2, lm_layers=1),
         train=TrainConfig(batch_size=32, steps=120, align_fraction=0.3, lr=2e-3, joint_lr_scale=0.1,
                           eval_gallery=500, probe_items=1500, checkpoint_every=40),
         seed=seed,

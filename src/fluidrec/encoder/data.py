@@ -2,8 +2,9 @@
 
 Shape letters: N slices, Q queries, B batch, S frame side.
 
-Everything is tokenized once up front (``load_encoder_data``); batches are then just index
-arrays. The cross-domain sampler draws ``round(B * video_ratio)`` pairs from short videos and
+Everything is tokenized once up front (``load_encoder_data``) and the ids are cached on disk
+(``cache.TokenCache``), so later runs on the same dataset and tokenizer skip tokenization;
+batches are then just index arrays. The cross-domain sampler draws ``round(B * video_ratio)`` pairs from short videos and
 the rest from live slices; the batch of step ``s`` depends only on ``(seed, s)``, so a resumed
 run sees exactly the batches an uninterrupted one would.
 
@@ -26,6 +27,7 @@ import pyarrow as pa
 import torch
 
 from fluidrec.data.io import Dataset
+from fluidrec.encoder.cache import TokenCache
 from fluidrec.encoder.model import ItemBatch, TextBatch, pack_text
 from fluidrec.encoder.text import TextModule
 from fluidrec.errors import DataError
@@ -116,6 +118,8 @@ def load_encoder_data(
     frame_size: int | None,
     *,
     with_queries: bool = True,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
 ) -> EncoderData:
     """Read and tokenize a canonical dataset's slices (and queries) once.
 
@@ -124,6 +128,9 @@ def load_encoder_data(
         text: the model's TextModule (tokenizer, fields, budgets).
         frame_size: the model's frame side (None = ignore frames). Must match the dataset's.
         with_queries: also load ``queries`` (not needed to embed).
+        cache: reuse / store the token ids in a ``TokenCache`` (same ids as uncached; the key
+            covers the dataset files, tokenizer, fields and budgets).
+        cache_dir: where the cache lives (default ``<dataset_dir>/.cache``).
     """
     ds = dataset_dir if isinstance(dataset_dir, Dataset) else Dataset(dataset_dir)
     import pyarrow.parquet as pq
@@ -133,8 +140,7 @@ def load_encoder_data(
         if col not in names:
             raise DataError("missing column", table=str(ds.path("slices")), column=col)
     slices_table = str(ds.path("slices"))
-    want = ["slice_id", "domain"] + [f for f in text.fields if f in names]
-    want += [c for c in ("author_id", "topic_l1", "topic_l2") if c in names]
+    want = ["slice_id", "domain"] + [c for c in ("author_id", "topic_l1", "topic_l2") if c in names]
     t = ds.table("slices", want)
     slice_ids = t.column("slice_id").to_numpy().astype(np.int64)
     domain = np.asarray(t.column("domain").to_pylist(), dtype=object)
@@ -155,12 +161,28 @@ def load_encoder_data(
             )
         frames, has_frame = decode_frames(ds.table("slices", ["frame"]).column("frame"), frame_size, slices_table)
 
-    texts: dict[str, list] = {f: t.column(f).to_pylist() for f in text.fields if f in names}
-    if "bio" in text.fields and "author_id" in names:
-        bios = _author_bios(ds, t.column("author_id").to_numpy())
-        if bios is not None:
-            texts["bio"] = bios
-    item_tokens = text.item_tokens(texts, has_frame=has_frame, table=slices_table)
+    token_cache = TokenCache.for_dataset(ds, text, cache_dir) if cache else None
+    item_tokens = token_cache.load("items", slice_ids) if token_cache is not None else None
+    if item_tokens is None:
+        fields = [f for f in text.fields if f in names]
+        tt = ds.table("slices", fields) if fields else None
+        texts: dict[str, list] = {f: tt.column(f).to_pylist() for f in fields}
+        if "bio" in text.fields and "author_id" in names:
+            bios = _author_bios(ds, t.column("author_id").to_numpy())
+            if bios is not None:
+                texts["bio"] = bios
+        item_tokens = text.item_tokens(texts, has_frame=has_frame, table=slices_table)
+        if token_cache is not None:
+            token_cache.save("items", slice_ids, item_tokens)
+    else:
+        # Cached ids were checked against the frames of the run that wrote them; this run may
+        # load without frames, so the "nothing to embed" rule is applied again.
+        empty = np.flatnonzero((np.fromiter(map(len, item_tokens), np.int64, len(item_tokens)) == 0) & ~has_frame)
+        if len(empty):
+            raise DataError(
+                f"item has no text in any of the fields {list(text.fields)} and no frame; nothing to embed",
+                table=slices_table, column=text.fields[0], row=int(empty[0]),
+            )
     topics = {c: t.column(c).to_numpy().astype(np.int64) for c in ("topic_l1", "topic_l2") if c in names}
 
     query_ids = np.zeros(0, np.int64)
@@ -179,7 +201,13 @@ def load_encoder_data(
             r = int(np.flatnonzero(~found)[0])
             raise DataError("query points to a slice_id not in slices", table=qpath, column="slice_id", row=r, value=int(qslice[r]))
         query_item = order[pos]
-        query_tokens = text.query_tokens(q.column("query_text").to_pylist(), table=qpath)
+        cached = token_cache.load("queries", query_ids) if token_cache is not None else None
+        if cached is None:
+            query_tokens = text.query_tokens(q.column("query_text").to_pylist(), table=qpath)
+            if token_cache is not None:
+                token_cache.save("queries", query_ids, query_tokens)
+        else:
+            query_tokens = cached
     return EncoderData(slice_ids, is_video, item_tokens, frames, has_frame, topics, query_ids, query_tokens, query_item)
 
 

@@ -92,7 +92,7 @@ def embed_dataset(
     dataset_dir: str | os.PathLike,
     out_file: str | os.PathLike,
     *,
-    batch_size: int = 64,
+    batch_size: int = 256,
     chunk_size: int = 4096,
     num_threads: int = 2,
     progress: bool = True,

@@ -113,7 +113,7 @@ def _gallery(data: EncoderData, held: np.ndarray, video: bool, size: int, seed: 
     return pos, np.concatenate([pos, fill])
 
 
-def evaluate_model(model: MultimodalEncoder, data: EncoderData, *, seed: int, eval_fraction: float, gallery_size: int, probe_items: int, batch_size: int = 64) -> dict:
+def evaluate_model(model: MultimodalEncoder, data: EncoderData, *, seed: int, eval_fraction: float, gallery_size: int, probe_items: int, batch_size: int = 256) -> dict:
     """Metrics of an in-memory model on already-loaded data (see ``evaluate_encoder``)."""
     held = heldout_slices(data, eval_fraction, seed)
     out: dict = {"n": {}}
@@ -147,7 +147,7 @@ def evaluate_model(model: MultimodalEncoder, data: EncoderData, *, seed: int, ev
     return out
 
 
-def evaluate_encoder(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, batch_size: int = 64) -> dict:
+def evaluate_encoder(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, batch_size: int = 256) -> dict:
     """Evaluate a trained encoder on its held-out pairs.
 
     Returns ``{"live": {q2i_recall@10, q2i_recall@50, i2q_recall@10, i2q_recall@50}, "video": {...},

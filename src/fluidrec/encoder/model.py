@@ -73,6 +73,92 @@ def pack_text(seqs: list[np.ndarray], pad_id: int) -> TextBatch:
     return TextBatch(torch.from_numpy(ids), torch.from_numpy(lengths))
 
 
+# ---------------------------------------------------------------------------------------------
+# EOS-only last layer (the CPU fast path)
+#
+# With EOS pooling only one position of the LM's *last* layer is ever read, so that layer is
+# computed for the EOS row alone, and its keys and values are never materialised: for one query
+# row per head, q.(W_k h_j + b_k) = (W_k^T q).h_j + const (the constant cancels in the softmax)
+# and sum_j p_j (W_v h_j + b_v) = W_v (sum_j p_j h_j) + b_v sum_j p_j. The last layer then costs
+# O(L * heads * H + H^2) per item instead of O(L * H^2): for the 1-layer MiniLM of
+# ``encoder_demo`` an item is ~10x cheaper to embed and to train on. It is the same function as
+# the Hugging Face forward up to float rounding (``tests/encoder/test_fast_eos.py`` compares
+# values and gradients with ``_lm_pool_reference``); used only where that holds: BERT encoders
+# with absolute positions (MiniLM, the scratch LM). Decoder LMs and mean pooling take the
+# reference path.
+
+
+def supports_fast_eos(lm: nn.Module) -> bool:
+    """True for a (non-decoder) BERT model with absolute positions: what ``bert_eos_pool`` implements."""
+    from transformers import BertModel
+
+    c = lm.config
+    return (
+        isinstance(lm, BertModel) and not c.is_decoder
+        and getattr(c, "position_embedding_type", "absolute") == "absolute"
+        and not getattr(c, "chunk_size_feed_forward", 0)
+    )
+
+
+def _bert_layer(layer: nn.Module, h: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """One full post-LN BERT layer: (B, L, H) -> (B, L, H); dropout where Hugging Face puts it."""
+    att = layer.attention.self
+    b, n = h.shape[0], h.shape[1]
+    nh, dh = att.num_attention_heads, att.attention_head_size
+    q = att.query(h).view(b, n, nh, dh).transpose(1, 2)  # (B, nh, L, dh)
+    k = att.key(h).view(b, n, nh, dh).transpose(1, 2)
+    v = att.value(h).view(b, n, nh, dh).transpose(1, 2)
+    ctx = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=key_mask[:, None, None, :],  # (B, 1, 1, L): padding keys are ignored
+        dropout_p=att.dropout.p if att.training else 0.0, scale=att.scaling,
+    )  # (B, nh, L, dh)
+    a = layer.attention.output(ctx.transpose(1, 2).reshape(b, n, nh * dh), h)  # dense, dropout, LN(+h)
+    return layer.output(layer.intermediate(a), a)  # feed-forward block, same residual pattern
+
+
+def _bert_layer_one_row(layer: nn.Module, h: torch.Tensor, key_mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The same layer's output at one row per sequence: (B, L, H) -> (B, H), without K/V projections."""
+    att = layer.attention.self
+    b, hdim = h.shape[0], h.shape[2]
+    nh, dh = att.num_attention_heads, att.attention_head_size
+    x = h[torch.arange(b, device=h.device), rows]  # (B, H) the query rows
+    q = att.query(x).view(b, nh, dh)  # (B, nh, dh)
+    wk = att.key.weight.view(nh, dh, hdim)  # (nh, dh, H)
+    wv = att.value.weight.view(nh, dh, hdim)
+    qk = torch.einsum("bnd,ndh->bnh", q, wk)  # (B, nh, H): W_k^T q per head; q.b_k cancels in softmax
+    scores = torch.einsum("bnh,blh->bnl", qk, h) * att.scaling  # (B, nh, L)
+    scores = scores.masked_fill(~key_mask[:, None, :], float("-inf"))
+    p = torch.softmax(scores, dim=-1)
+    p = F.dropout(p, att.dropout.p, training=att.training)  # (B, nh, L)
+    pooled = torch.einsum("bnl,blh->bnh", p, h)  # (B, nh, H): sum_j p_j h_j per head
+    ctx = torch.einsum("bnh,ndh->bnd", pooled, wv) + att.value.bias.view(nh, dh) * p.sum(-1, keepdim=True)  # (B, nh, dh)
+    x1 = x.unsqueeze(1)  # (B, 1, H)
+    a = layer.attention.output(ctx.reshape(b, 1, nh * dh), x1)
+    return layer.output(layer.intermediate(a), a).squeeze(1)  # (B, H)
+
+
+def bert_eos_pool(lm: nn.Module, emb: torch.Tensor, mask: torch.Tensor, eos_pos: torch.Tensor) -> torch.Tensor:
+    """The BERT LM's last hidden state at ``eos_pos``, computing the last layer for that row only.
+
+    Args:
+        lm: a BertModel (``supports_fast_eos(lm)``).
+        emb: (B, L, H) input embeddings (what ``inputs_embeds`` would be).
+        mask: (B, L) bool, True for real positions.
+        eos_pos: (B,) position of each row's EOS.
+
+    Returns (B, H), equal up to float rounding to
+    ``lm(inputs_embeds=emb, attention_mask=mask).last_hidden_state[arange(B), eos_pos]``.
+
+    Example:
+        >>> h = bert_eos_pool(model.lm, emb, mask, eos)   # (B, H)
+    """
+    h = lm.embeddings(inputs_embeds=emb)  # (B, L, H): + positions + token type 0, LayerNorm, dropout
+    layers = lm.encoder.layer
+    for layer in layers[:-1]:
+        h = _bert_layer(layer, h, mask)  # (B, L, H)
+    return _bert_layer_one_row(layers[-1], h, mask, eos_pos)  # (B, H)
+
+
 class MultimodalEncoder(nn.Module):
     """Shared parts: the LM, the text module, EOS placement, pooling, the output projection.
 
@@ -92,6 +178,7 @@ class MultimodalEncoder(nn.Module):
         self.vision = vision
         self.text = text  # plain attribute: tokenization happens outside the graph
         self.pooling = pooling
+        self.fast_eos = True  # False forces the reference LM forward (tests compare the two)
         self.width = int(lm.config.hidden_size)
         self.out_proj = nn.Linear(self.width, out_dim)
 
@@ -108,7 +195,17 @@ class MultimodalEncoder(nn.Module):
         return self.lm.get_input_embeddings()(ids), mask, batch.lengths
 
     def _lm_pool(self, emb: torch.Tensor, mask: torch.Tensor, eos_pos: torch.Tensor) -> torch.Tensor:
-        """Run the LM over (B, L, H) embeddings and pool -> (B, H)."""
+        """Run the LM over (B, L, H) embeddings and pool -> (B, H).
+
+        EOS pooling on a BERT-style LM takes the fast path (``bert_eos_pool``: the last layer
+        is computed for the EOS row only); everything else runs the Hugging Face forward.
+        """
+        if self.pooling == "eos" and self.fast_eos and supports_fast_eos(self.lm):
+            return bert_eos_pool(self.lm, emb, mask, eos_pos)
+        return self._lm_pool_reference(emb, mask, eos_pos)
+
+    def _lm_pool_reference(self, emb: torch.Tensor, mask: torch.Tensor, eos_pos: torch.Tensor) -> torch.Tensor:
+        """The plain path: the LM's own forward over every position, then pooling."""
         hidden = self.lm(inputs_embeds=emb, attention_mask=mask.long()).last_hidden_state  # (B, L, H)
         if self.pooling == "eos":
             return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_pos]  # (B, H)

@@ -127,12 +127,49 @@ class TextModule:
         self.eos_id = int(eos)
         self.pad_id = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else self.eos_id
         self.vocab_size = len(tokenizer)
+        self._backends: dict = {}  # max_len -> truncating copy of the fast backend
 
     def _ids(self, texts: list[str], max_len: int) -> list[list[int]]:
+        """Token ids of ``texts`` without specials, each cut to ``max_len``.
+
+        Fast tokenizers go straight to their Rust backend (a private copy with truncation set):
+        the same ids as ``tokenizer(texts, truncation=True, max_length=max_len)`` at about
+        half the cost, because no BatchEncoding (offsets, masks, Python dicts) is built.
+        """
         if not texts:
             return []
-        enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len)
-        return enc["input_ids"]
+        backend = self._backend(max_len)
+        if backend is None:
+            enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len)
+            return enc["input_ids"]
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+    def _backend(self, max_len: int):
+        """A copy of the fast tokenizer's backend truncating at ``max_len`` (None when slow)."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            return None
+        if max_len not in self._backends:
+            from tokenizers import Tokenizer
+
+            bt = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            bt.no_padding()
+            bt.enable_truncation(max_len)
+            self._backends[max_len] = bt
+        return self._backends[max_len]
+
+    def fingerprint(self) -> str:
+        """Identity of what tokenization produces: tokenizer content, fields and budgets (hex sha256)."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256()
+        if getattr(self.tokenizer, "is_fast", False):
+            h.update(self.tokenizer.backend_tokenizer.to_str().encode())
+        else:  # slow tokenizer: its vocabulary and class stand in for its content
+            h.update(type(self.tokenizer).__name__.encode())
+            h.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
+        h.update(json.dumps([list(self.fields), self.item_budget, self.query_budget, self.eos_id, self.pad_id]).encode())
+        return h.hexdigest()
 
     def item_tokens(
         self,

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -83,12 +84,26 @@ def _make_optimizer(params, stage: Stage, cfg: EncoderConfig) -> torch.optim.Opt
     return torch.optim.AdamW(params, lr=stage.lr, weight_decay=cfg.train.weight_decay)
 
 
-def train_step(model: MultimodalEncoder, data, qidx: np.ndarray, cfg: EncoderConfig) -> tuple[torch.Tensor, dict]:
-    """Forward + loss of one batch of query indices -> (loss, detached outputs)."""
+def train_step(
+    model: MultimodalEncoder, data, qidx: np.ndarray, cfg: EncoderConfig, mask_model: MultimodalEncoder | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """Forward + loss of one batch of query indices -> (loss, detached outputs).
+
+    ``mask_model`` (a frozen copy of the model at initialisation) supplies the query embeddings
+    of the false-negative mask. Taking them from the model being trained lets it game the mask:
+    collapsed queries mask every negative and the loss drops to 0 (seen on the ``small`` world:
+    992 of 992 negatives masked within 20 steps). None uses the live queries (detached).
+    """
     items = data.query_item[qidx]
-    q = model.encode_queries(query_batch(data, qidx, model.text.pad_id))  # (B, D)
+    qb = query_batch(data, qidx, model.text.pad_id)
+    q = model.encode_queries(qb)  # (B, D)
     z = model.encode_items(item_batch(data, items, model.text.pad_id))  # (B, D)
-    keep = false_negative_mask(q.detach(), cfg.train.fn_threshold, torch.from_numpy(items))  # (B, B)
+    if mask_model is None:
+        q_mask = q.detach()
+    else:
+        with torch.no_grad():
+            q_mask = mask_model.encode_queries(qb)  # (B, D) fixed similarity: cannot collapse
+    keep = false_negative_mask(q_mask, cfg.train.fn_threshold, torch.from_numpy(items))  # (B, B)
     loss = info_nce(q, z, cfg.train.temperature, keep=keep, symmetric=cfg.train.symmetric)
     return loss, {"masked": int((~keep).sum().item()), "q": q.detach(), "z": z.detach()}
 
@@ -136,6 +151,8 @@ def train_encoder(
         raise DataError("the encoder trains on query-slice pairs but the dataset has no queries table", table=str(ds.root / "queries.parquet"))
     frame_size = dataset_frame_size(ds)
     model = build_encoder(cfg.model, frame_size)
+    # Frozen snapshot before any checkpoint is loaded: the same on a fresh run and on a resume.
+    mask_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.train.fn_threshold < 1 else None
     t0 = time.perf_counter()
     data = load_encoder_data(ds, model.text, frame_size)
     t_load = time.perf_counter() - t0
@@ -175,7 +192,7 @@ def train_encoder(
                 _save_checkpoint(out, model, opt, step, si, log)
                 bar.close()
                 return out
-            loss, info = train_step(model, data, sampler.batch(step), cfg)
+            loss, info = train_step(model, data, sampler.batch(step), cfg, mask_model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], cfg.train.grad_clip)
