@@ -40,7 +40,7 @@ def score(model: Ranker, batch: Batch) -> dict[str, np.ndarray]:
     return {t.name: p[:, i] for i, t in enumerate(model.tasks)}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: Ranker, feats: Features, rows: slice, batch_size: int = 8192) -> np.ndarray:
     """(n, n_tasks) probabilities over ``rows`` (item ids re-indexed into the model's vocabulary)."""
     model.eval()

@@ -32,7 +32,7 @@ from fluidrec.ranker.heads import DEFAULT_TASKS, Heads, Task
 from fluidrec.ranker.tokens import Tokenizer, TokenizerConfig
 from fluidrec.utils.io import atomic_path
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: fused code and side tables
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,14 +24,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fluidrec.data.schema import USER_PROFILE_COLUMNS
 from fluidrec.errors import check
 from fluidrec.ranker.batching import AGE_EDGES_MIN, MAX_POSITION, PROFILE_VOCAB, Batch
+from fluidrec.ranker.ops import gather_rows
 
 FIXED_TOKENS = ("user", "profile", "context", "history", "author")
 CANDIDATE_TOKENS = ("item_id", "slice", "room", "early")
@@ -103,6 +106,10 @@ class TokenizerConfig:
 def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> torch.Tensor:
     """Prefix n-gram ids (fluid.txt Eq. 1), hashed mod ``rows[l]`` where the prefix space is larger.
 
+    Computed as one integer product ``codes @ P`` with ``P[k, l] = N^(l-k)`` for k <= l
+    (exact in int64 while N^L < 2^63, which TokenizerConfig checks), then one remainder,
+    instead of a Python loop of 3 ops per level (this runs three times per forward).
+
     Args:
         codes: (..., L) int64 codes in [0, N).
         num_codes: N.
@@ -111,12 +118,22 @@ def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> to
     Returns:
         (..., L) int64 row index per level.
     """
-    out = []
-    cbar = torch.zeros_like(codes[..., 0])
-    for lv in range(codes.shape[-1]):
-        cbar = cbar * num_codes + codes[..., lv]  # sum_k c_k N^(l-k), exact while N^L < 2^63
-        out.append(torch.remainder(cbar, rows[lv]))
-    return torch.stack(out, dim=-1)
+    return torch.remainder(codes @ _prefix_powers(codes.shape[-1], num_codes), _rows_tensor(tuple(rows)))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_powers(levels: int, num_codes: int) -> torch.Tensor:
+    """(L, L) int64 upper-triangular P[k, l] = N^(l-k): cbar_l = sum_k c_k N^(l-k) = (c @ P)_l."""
+    p = torch.zeros(levels, levels, dtype=torch.int64)
+    for k in range(levels):
+        for lv in range(k, levels):
+            p[k, lv] = num_codes ** (lv - k)
+    return p
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_tensor(rows: tuple[int, ...]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.int64)
 
 
 def prefix_ngram_ids_reference(code: list[int], num_codes: int, rows: list[int]) -> list[int]:
@@ -129,29 +146,50 @@ def prefix_ngram_ids_reference(code: list[int], num_codes: int, rows: list[int])
 
 
 class CodeEmbedding(nn.Module):
-    """LUCID code -> embedding: one sparse table per level, concatenated (Eq. 2), projected to D."""
+    """LUCID code -> embedding: one table per level, concatenated (Eq. 2), projected to D.
+
+    The L level tables live as consecutive row ranges of one table (level l starts at
+    ``offsets[l]``), so a lookup is one gather; ``level_table(l)`` is level l's
+    (rows_l, D/L) view and ``forward_reference`` the plain per-level computation it must
+    equal. Code tables are small (sum_l min(N^l, cap) rows) and every batch touches many
+    of their rows (candidates and K history items), so they take dense gradients and the
+    fused dense Adam: measured ~6x cheaper per step than SparseAdam's coalesce + scatter.
+    """
 
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.rows = cfg.level_rows()
-        level_dim = max(cfg.dim // cfg.levels, 1)
-        self.tables = nn.ModuleList(nn.Embedding(r, level_dim, sparse=True) for r in self.rows)
-        for t in self.tables:
-            nn.init.normal_(t.weight, std=0.05)
+        self.level_dim = max(cfg.dim // cfg.levels, 1)
+        self.table = nn.Embedding(sum(self.rows), self.level_dim)
+        nn.init.normal_(self.table.weight, std=0.05)
+        starts = [sum(self.rows[:lv]) for lv in range(cfg.levels)]
+        self.register_buffer("offsets", torch.tensor(starts, dtype=torch.int64), persistent=False)
         # Eq. 2 is a plain concatenation; project only when L * level_dim != D.
-        self.proj = nn.Identity() if level_dim * cfg.levels == cfg.dim else nn.Linear(level_dim * cfg.levels, cfg.dim)
+        self.proj = nn.Identity() if self.level_dim * cfg.levels == cfg.dim else nn.Linear(self.level_dim * cfg.levels, cfg.dim)
 
     def ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """(..., L) codes -> (..., L) row index within each level's table."""
         codes = codes.clamp(0, self.cfg.num_codes - 1)  # unseen code values at serving time
         if self.cfg.scheme == "levelwise":
             return codes
         return prefix_ngram_ids(codes, self.cfg.num_codes, self.rows)
 
+    def level_table(self, lv: int) -> torch.Tensor:
+        """Level ``lv``'s table, (rows[lv], level_dim), a view of the fused weight."""
+        start = sum(self.rows[:lv])
+        return self.table.weight[start : start + self.rows[lv]]
+
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """(..., L) codes -> (..., D)."""
+        rows = self.ids(codes) + self.offsets  # (..., L) rows of the fused table
+        parts = gather_rows(self.table.weight, rows)  # (..., L, D/L)
+        return self.proj(parts.flatten(-2))  # concatenation over levels, (..., D)
+
+    def forward_reference(self, codes: torch.Tensor) -> torch.Tensor:
+        """Plain Eq. 2: look each level up in its own table, concatenate (reference for tests)."""
         ids = self.ids(codes)
-        parts = [table(ids[..., lv]) for lv, table in enumerate(self.tables)]
+        parts = [F.embedding(ids[..., lv], self.level_table(lv)) for lv in range(self.cfg.levels)]
         return self.proj(torch.cat(parts, dim=-1))
 
 
@@ -173,9 +211,19 @@ class HistoryPool(nn.Module):
     def forward(self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
         items = self.codes(hist_codes)  # (B, K, D)
         q = self.q0 if cand is None else self.q0 + self.wq(cand)  # (D,) or (B, D)
-        att = (self.wk(items) * q.unsqueeze(-2)).sum(-1) * self.scale  # (B, K)
+        # wk(items) . q == items . (Wk^T q): project the one query, not the K keys.
+        qk = q @ self.wk.weight  # (D,) or (B, D)
+        att = (items @ qk.unsqueeze(-1)).squeeze(-1) * self.scale  # (B, K)
         att = att.masked_fill(~hist_mask, float("-inf"))
         w = torch.softmax(att, dim=-1).nan_to_num(0.0)  # users with no history: all-zero weights
+        return (w.unsqueeze(1) @ items).squeeze(1)  # (B, D)
+
+    def forward_reference(self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+        """The textbook form (keys projected, weighted sum), reference for ``forward``."""
+        items = self.codes.forward_reference(hist_codes)  # (B, K, D)
+        q = self.q0 if cand is None else self.q0 + self.wq(cand)
+        att = (self.wk(items) * q.unsqueeze(-2)).sum(-1) * self.scale  # (B, K)
+        w = torch.softmax(att.masked_fill(~hist_mask, float("-inf")), dim=-1).nan_to_num(0.0)
         return (w.unsqueeze(-1) * items).sum(1)  # (B, D)
 
 
@@ -234,10 +282,12 @@ class Tokenizer(nn.Module):
         d = cfg.dim
         self.register_buffer("id_scale", torch.ones(()), persistent=True)
         self.user = nn.Embedding(cfg.user_buckets, d, sparse=True)
-        self.profile = nn.ModuleList(nn.Embedding(PROFILE_VOCAB, d) for _ in USER_PROFILE_COLUMNS)
-        self.hour = nn.Embedding(24, d)
-        self.position = nn.Embedding(MAX_POSITION + 1, d)
-        self.age = nn.Embedding(len(AGE_EDGES_MIN) + 1, d)
+        # Profile columns (P tables) and context fields (hour, position, age bucket) are small
+        # dense tables kept as row ranges of one table: one gather for all P + 3 lookups.
+        side_rows = [PROFILE_VOCAB] * len(USER_PROFILE_COLUMNS) + [24, MAX_POSITION + 1, len(AGE_EDGES_MIN) + 1]
+        self.side = nn.Embedding(sum(side_rows), d)
+        starts = [sum(side_rows[:i]) for i in range(len(side_rows))]
+        self.register_buffer("side_offsets", torch.tensor(starts, dtype=torch.int64), persistent=False)
         self.history = HistoryPool(cfg)
         self.author = nn.Embedding(cfg.author_buckets, d, sparse=True) if "author" in tokens else None
         needs_g = "item_id" in tokens or (fusion is not None and fusion != "replace")
@@ -249,7 +299,7 @@ class Tokenizer(nn.Module):
         else:
             self.room = None
         self.early = EarlyFusion(fusion, d) if fusion is not None else None
-        for emb in (self.user, self.author, self.hour, self.position, self.age, *self.profile):
+        for emb in (self.user, self.author, self.side):
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.05)
         if self.item_id is not None:
@@ -259,15 +309,36 @@ class Tokenizer(nn.Module):
     def num_tokens(self) -> int:
         return len(self.token_names)
 
+    def side_table(self, field: int) -> torch.Tensor:
+        """Rows of side field ``field`` (0..P-1 profile columns, then hour, position, age bucket)."""
+        stop = self.side_offsets[field + 1] if field + 1 < len(self.side_offsets) else self.side.num_embeddings
+        return self.side.weight[int(self.side_offsets[field]) : int(stop)]
+
+    def side_tokens(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(profile, context) tokens, each (B, D): sums of per-field embeddings, from one gather."""
+        p = batch.profile.shape[1]
+        idx = torch.cat([batch.profile, batch.hour[:, None], batch.position[:, None], batch.age_bucket[:, None]], dim=1)  # (B, P+3)
+        e = gather_rows(self.side.weight, idx + self.side_offsets)  # (B, P+3, D)
+        return e[:, :p].sum(1), e[:, p:].sum(1)
+
+    def side_tokens_reference(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One lookup per field, summed (reference for ``side_tokens``)."""
+        p = batch.profile.shape[1]
+        profile = sum(F.embedding(batch.profile[:, j], self.side_table(j)) for j in range(p))
+        ctx_fields = (batch.hour, batch.position, batch.age_bucket)
+        context = sum(F.embedding(v, self.side_table(p + j)) for j, v in enumerate(ctx_fields))
+        return profile, context
+
     def item_embedding(self, batch: Batch) -> torch.Tensor | None:
         """g (B, D), scaled by id_scale; exactly zero with no table lookup once id_scale is 0."""
         if self.item_id is None:
             return None
-        if float(self.id_scale) == 0.0:
+        scale = float(self.id_scale)
+        if scale == 0.0:
             # No lookup, so the ID table receives no gradient at all (not even zeros).
             return torch.zeros(len(batch), self.cfg.dim)
         g = self.item_id(batch.item)
-        return g if float(self.id_scale) == 1.0 else g * self.id_scale
+        return g if scale == 1.0 else g * self.id_scale
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         aux: dict[str, torch.Tensor] = {}
@@ -290,6 +361,7 @@ class Tokenizer(nn.Module):
         if s is not None:
             aux["s"] = s
         cand_mean = torch.stack(list(cand.values()), 0).mean(0) if cand else None  # (B, D)
+        profile, context = self.side_tokens(batch) if ("profile" in self.token_names or "context" in self.token_names) else (None, None)
         out = []
         for name in self.token_names:
             if name in cand:
@@ -297,9 +369,9 @@ class Tokenizer(nn.Module):
             elif name == "user":
                 out.append(self.user(batch.user))
             elif name == "profile":
-                out.append(sum(emb(batch.profile[:, j]) for j, emb in enumerate(self.profile)))
+                out.append(profile)
             elif name == "context":
-                out.append(self.hour(batch.hour) + self.position(batch.position) + self.age(batch.age_bucket))
+                out.append(context)
             elif name == "history":
                 out.append(self.history(batch.hist_codes, batch.hist_mask, cand_mean))
             elif name == "author":

@@ -4,8 +4,9 @@ setup (features, plan) -> for each stage: build the stage's model, warm-start it
 the previous stage, train one pass (``epochs`` passes) over the stage's share of the
 training stream -> save checkpoint, resolved config, training summary and diagnostics.
 
-Sparse embedding tables use SparseAdam (only touched rows are updated, as production
-online training does); everything else uses Adam.
+The large ID tables (user, author, item) are sparse and use SparseAdam (only touched
+rows are updated, as production online training does); everything else, code tables
+included, uses one fused Adam.
 
 Example:
     >>> path = train_arm("fluid", "data/tiny", "codes/slice_codes.parquet",
@@ -123,7 +124,10 @@ class TrainConfig:
 
 def ranker_demo() -> TrainConfig:
     """Small and fast: for the main job's ~13 arms on ~1M impressions on 2 CPU cores."""
-    return TrainConfig(batch_size=2048, model=ModelConfig(dim=16, layers=1, heads=2, ffn_mult=2, head_hidden=32))
+    # One attention head: at D = 16 and T = 7 the CPU attention kernel costs per (row, head)
+    # block, so a second head cost ~20% of the training step; click AUC on the small world
+    # did not drop (baseline 0.632 -> 0.637, fluid 0.623 -> 0.623 with stand-in codes).
+    return TrainConfig(batch_size=2048, model=ModelConfig(dim=16, layers=1, heads=1, ffn_mult=2, head_hidden=32))
 
 
 def ranker_small() -> TrainConfig:
@@ -159,8 +163,9 @@ def ranker_spec(cfg: TrainConfig, feats: Features, plan: ArmPlan, stage: Stage) 
 
 
 def make_optimizers(model: Ranker, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
-    """SparseAdam for sparse embedding tables, Adam for the rest."""
-    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(model.dense_parameters(), lr=cfg.lr)]
+    """SparseAdam for the sparse ID tables, one fused Adam for the rest (code tables included)."""
+    # fused: one kernel over all dense tensors instead of ~10 small ops per tensor per step.
+    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(model.dense_parameters(), lr=cfg.lr, fused=True)]
     sparse = model.sparse_parameters()
     if sparse:
         opts.append(torch.optim.SparseAdam(sparse, lr=cfg.sparse_lr))
