@@ -58,3 +58,11 @@ def test_config_validation():
     with pytest.raises(ConfigError):
         ReproduceConfig(ab_candidates=3)
     assert math.isfinite(ReproduceConfig.tiny().n_boot)
+
+
+def test_auc_table_relative_to_our_baseline_and_names_rows():
+    from fluidrec.experiments.report import TABLE7_NAMES, auc_table_md
+
+    md = auc_table_md({"late": {"auc": 0.707}}, 0.70, paper.TABLE7, TABLE7_NAMES)
+    line = md.splitlines()[-1]
+    assert line.startswith("| Late: independent token") and "+1.00%" in line and "0.7801 (+0.22%)" in line

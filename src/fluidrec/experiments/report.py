@@ -84,12 +84,13 @@ def table4_md(t4: dict) -> str:
     return "\n".join(lines)
 
 
-def table5_md(t5: dict, base_auc: float) -> str:
+def auc_table_md(rows: dict, base_auc: float, paper_auc: dict[str, float], names: dict[str, str] | None = None) -> str:
+    """AUC rows with the change vs our baseline and the paper's AUC (and its change) beside them (Tables 5, 7)."""
     lines = ["| variant | AUC | ΔAUC vs baseline | paper AUC (Δ) |", "|---|---|---|---|"]
-    for row, r in t5.items():
-        p = paper.TABLE5.get(row)
+    for row, r in rows.items():
+        p = paper_auc.get(row)
         paper_cell = f"{p:.4f} ({_pct(rel(p, paper.BASELINE_AUC))})" if p else "—"
-        lines.append(f"| {row} | {_f(r['auc'])} | {_pct(rel(r['auc'], base_auc))} | {paper_cell} |")
+        lines.append(f"| {(names or {}).get(row, row)} | {_f(r['auc'])} | {_pct(rel(r['auc'], base_auc))} | {paper_cell} |")
     return "\n".join(lines)
 
 
@@ -107,15 +108,6 @@ def table6_md(t6: dict) -> str:
             f"| {row} | {rr('live', 'q2i')} | {rr('live', 'i2q')} | {rr('video', 'q2i')} | {rr('video', 'i2q')} | "
             f"{_f(r.get('probe_acc_level1'), 3)} | {_f(r.get('probe_acc_level2'), 3)} |"
         )
-    return "\n".join(lines)
-
-
-def table7_md(t7: dict, base_auc: float) -> str:
-    lines = ["| method | AUC | ΔAUC | paper AUC (Δ) |", "|---|---|---|---|"]
-    for row, r in t7.items():
-        p = paper.TABLE7.get(row)
-        paper_cell = f"{p:.4f} ({_pct(rel(p, paper.BASELINE_AUC))})" if p else "—"
-        lines.append(f"| {TABLE7_NAMES.get(row, row)} | {_f(r['auc'])} | {_pct(rel(r['auc'], base_auc))} | {paper_cell} |")
     return "\n".join(lines)
 
 
@@ -184,7 +176,7 @@ def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[
         "",
         "## Table 5: LUCID embedding design (FLUID arm)",
         "",
-        table5_md(results["table5"], base_auc) if results.get("table5") else "(not run)",
+        auc_table_md(results["table5"], base_auc, paper.TABLE5) if results.get("table5") else "(not run)",
         "",
         "## Table 6: encoder ablation",
         "",
@@ -192,7 +184,7 @@ def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[
         "",
         "## Table 7: candidate-side integration of LUCID",
         "",
-        table7_md(results["table7"], base_auc) if results.get("table7") else "(not run)",
+        auc_table_md(results["table7"], base_auc, paper.TABLE7, TABLE7_NAMES) if results.get("table7") else "(not run)",
         "",
         "## Figures",
         "",
