@@ -43,6 +43,28 @@ def test_stage_one_trains_only_projector_and_output(enc_dataset):
         assert changed == trainable, name
 
 
+
+def test_joint_stage_can_keep_the_word_table_frozen(enc_dataset):
+    """freeze_word_embeddings: the joint stage trains everything except the LM's word table."""
+    cfg = encoder_tiny("scratch").replace(train={"freeze_word_embeddings": True})
+    torch.manual_seed(0)
+    model = build_encoder(cfg.model, FRAME).train()
+    data = load_encoder_data(enc_dataset, model.text, FRAME)
+    words = model.lm.get_input_embeddings().weight
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = set_trainable(model, "all", freeze_word_embeddings=True)
+    assert all(p is not words for p in params) and len(params) == sum(1 for _ in model.parameters()) - 1
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    sampler = PairSampler(train_queries(data, heldout_slices(data, 0.25, 0)), data.query_is_video, 8, 0.5, 0)
+    loss, _ = train_step(model, data, sampler.batch(0), cfg)
+    loss.backward()
+    opt.step()
+    after = dict(model.named_parameters())
+    assert torch.equal(before["lm.embeddings.word_embeddings.weight"], words.detach())
+    assert not torch.equal(before["lm.embeddings.position_embeddings.weight"], after["lm.embeddings.position_embeddings.weight"].detach())
+    # Without the flag the table trains like everything else.
+    assert any(p is words for p in set_trainable(model, "all"))
+
 def test_stages_schedule():
     cfg = encoder_tiny()
     two = stages_for(cfg.replace(train={"steps": 10, "align_fraction": 0.3, "lr": 1e-3, "joint_lr_scale": 0.1}))

@@ -66,12 +66,20 @@ def stages_for(cfg: EncoderConfig) -> list[Stage]:
     return [Stage("align", n_align, t.lr, "head"), Stage("joint", t.steps - n_align, t.lr * t.joint_lr_scale, "all")]
 
 
-def set_trainable(model: MultimodalEncoder, trains: str) -> list[torch.nn.Parameter]:
-    """Freeze/unfreeze for a stage; returns the trainable parameters."""
+def set_trainable(model: MultimodalEncoder, trains: str, *, freeze_word_embeddings: bool = False) -> list[torch.nn.Parameter]:
+    """Freeze/unfreeze for a stage; returns the trainable parameters.
+
+    Args:
+        trains: ``"head"`` (vision projector + output projection) or ``"all"``.
+        freeze_word_embeddings: with ``"all"``, keep the LM's input word-embedding table frozen.
+    """
     if trains == "all":
         for p in model.parameters():
             p.requires_grad_(True)
-        return [p for p in model.parameters()]
+        if freeze_word_embeddings:
+            # Only the word table: position/type embeddings and their LayerNorm still train.
+            model.lm.get_input_embeddings().weight.requires_grad_(False)
+        return [p for p in model.parameters() if p.requires_grad]
     for p in model.parameters():
         p.requires_grad_(False)
     head = model.head_parameters()
@@ -179,7 +187,7 @@ def train_encoder(
     opt = None
     for si in range(stage_idx, len(stages)):
         stage = stages[si]
-        params = set_trainable(model, stage.trains)
+        params = set_trainable(model, stage.trains, freeze_word_embeddings=cfg.train.freeze_word_embeddings)
         opt = _make_optimizer([p for p in params if p.requires_grad], stage, cfg)
         if ckpt is not None and si == stage_idx and step > stage_start:
             opt.load_state_dict(ckpt["optimizer"])  # mid-stage resume: same optimiser state

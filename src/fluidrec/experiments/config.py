@@ -57,7 +57,7 @@ class ReproduceConfig:
     seed: int = 0
     encoder_preset: str = "demo"
     encoder_steps: int | None = None
-    ablation_steps: int = 40
+    ablation_steps: int = 100
     code_levels: int = 4
     codebook_size: int = 64
     ranker_preset: str = "demo"
