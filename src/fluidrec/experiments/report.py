@@ -143,6 +143,15 @@ def discussion_md(results: dict) -> str:
         late = rel(t7["late"]["auc"], base)
         verdict = "as in the paper" if late > best_early else "against the paper"
         out.append(f"- Late fusion {_pct(late)} vs the best early fusion {_pct(best_early)}: {verdict}.")
+    if "early_replace" in t7 and "stage3" in t7:
+        scratch, staged = rel(t7["early_replace"]["auc"], base), rel(t7["stage3"]["auc"], base)
+        better = "better than" if scratch > staged else "no better than"
+        out.append(
+            f"- The slice code alone trained from scratch on the whole stream (early replace) {_pct(scratch)} is {better} "
+            f"the staged FLUID arm {_pct(staged)}: here the warmup's hand-offs between stages cost more than they give."
+            if scratch > staged
+            else f"- The slice code alone trained from scratch (early replace) {_pct(scratch)} is {better} the staged FLUID arm {_pct(staged)}."
+        )
     if "naive_joint" in t7 and "stage3" in t7:
         naive, staged = rel(t7["naive_joint"]["auc"], base), rel(t7["stage3"]["auc"], base)
         verdict = "as in the paper" if staged > naive else "against the paper"
