@@ -17,12 +17,39 @@ Example:
     >>> ids = NgramSpec(64, 4).ids(model.encode(z))    # (n, 4) embedding-row ids
 """
 
-from fluidrec.codes.flat import flat_codebook
-from fluidrec.codes.io import read_codes, read_room_codes, write_codes, write_room_codes
-from fluidrec.codes.ngram import NgramSpec, hash_ids, prefix_ids, prefix_ids_reference
-from fluidrec.codes.quality import CodeQuality, LevelQuality, code_quality, collision_stats, usage_stats
-from fluidrec.codes.rooms import UNKNOWN_CODE, RoomCodes, RoomCodeTracker, room_codes, room_codes_for_dataset, room_codes_reference
-from fluidrec.codes.rqkmeans import RQKMeans, RQKMeansConfig, encode_reference, validate_vectors
+from fluidrec.utils.lazy import lazy_exports
+
+# Public names and the submodule each lives in. Loaded on first use (PEP 562), so that
+# `fluidrec --help` and torch-free commands do not pay for importing torch.
+_EXPORTS = {
+    "flat_codebook": "flat",
+    "read_codes": "io",
+    "read_room_codes": "io",
+    "write_codes": "io",
+    "write_room_codes": "io",
+    "NgramSpec": "ngram",
+    "hash_ids": "ngram",
+    "prefix_ids": "ngram",
+    "prefix_ids_reference": "ngram",
+    "CodeQuality": "quality",
+    "LevelQuality": "quality",
+    "code_quality": "quality",
+    "collision_stats": "quality",
+    "usage_stats": "quality",
+    "UNKNOWN_CODE": "rooms",
+    "RoomCodes": "rooms",
+    "RoomCodeTracker": "rooms",
+    "room_codes": "rooms",
+    "room_codes_for_dataset": "rooms",
+    "room_codes_reference": "rooms",
+    "RQKMeans": "rqkmeans",
+    "RQKMeansConfig": "rqkmeans",
+    "encode_reference": "rqkmeans",
+    "validate_vectors": "rqkmeans",
+}
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "UNKNOWN_CODE",

@@ -17,12 +17,29 @@ Example:
     >>> embed_dataset(model_dir, "data/world", "runs/embeddings.parquet")
 """
 
-from fluidrec.encoder.ablation import ablation_demo, ablation_reproduce, run_ablation
-from fluidrec.encoder.config import EncoderConfig, ModelConfig, TrainConfig, encoder_default, encoder_demo, encoder_tiny
-from fluidrec.encoder.embed import EmbedSummary, embed_dataset
-from fluidrec.encoder.evaluate import evaluate_encoder
-from fluidrec.encoder.model import DualTowerEncoder, SingleTowerEncoder, build_encoder, load_encoder
-from fluidrec.encoder.train import train_encoder
+from fluidrec.utils.lazy import lazy_exports
+
+# Public names and their submodules, imported on first use (keeps `fluidrec --help` fast).
+_EXPORTS = {
+    "ablation_demo": "ablation",
+    "ablation_reproduce": "ablation",
+    "run_ablation": "ablation",
+    "EncoderConfig": "config",
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    "encoder_default": "config",
+    "encoder_demo": "config",
+    "encoder_tiny": "config",
+    "EmbedSummary": "embed",
+    "embed_dataset": "embed",
+    "evaluate_encoder": "evaluate",
+    "DualTowerEncoder": "model",
+    "SingleTowerEncoder": "model",
+    "build_encoder": "model",
+    "load_encoder": "model",
+    "train_encoder": "train",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "EncoderConfig", "ModelConfig", "TrainConfig", "encoder_default", "encoder_demo", "encoder_tiny", "ablation_demo", "ablation_reproduce",

@@ -11,14 +11,41 @@ Example:
     >>> evaluate_model("runs/fluid", "data/tiny")["click"]["auc"]
 """
 
-from fluidrec.ranker.arms import ARMS, ArmPlan, build_arm
-from fluidrec.ranker.batching import Batch
-from fluidrec.ranker.evaluate import ScoringContext, evaluate_model, predict, score, score_candidates
-from fluidrec.ranker.features import FeatureConfig, Features, build_features, load_or_build_features
-from fluidrec.ranker.heads import DEFAULT_TASKS, Task
-from fluidrec.ranker.model import Ranker, RankerSpec, build_ranker, init_from, load_checkpoint, save_checkpoint
-from fluidrec.ranker.train import ModelConfig, TrainConfig, ranker_demo, ranker_small, train_arm
-from fluidrec.ranker.warmup import Stage, WarmupConfig, fluid_stages
+from fluidrec.utils.lazy import lazy_exports
+
+# Public names and their submodules, imported on first use (keeps `fluidrec --help` fast).
+_EXPORTS = {
+    "ARMS": "arms",
+    "ArmPlan": "arms",
+    "build_arm": "arms",
+    "Batch": "batching",
+    "ScoringContext": "evaluate",
+    "evaluate_model": "evaluate",
+    "predict": "evaluate",
+    "score": "evaluate",
+    "score_candidates": "evaluate",
+    "FeatureConfig": "features",
+    "Features": "features",
+    "build_features": "features",
+    "load_or_build_features": "features",
+    "DEFAULT_TASKS": "heads",
+    "Task": "heads",
+    "Ranker": "model",
+    "RankerSpec": "model",
+    "build_ranker": "model",
+    "init_from": "model",
+    "load_checkpoint": "model",
+    "save_checkpoint": "model",
+    "ModelConfig": "train",
+    "TrainConfig": "train",
+    "ranker_demo": "train",
+    "ranker_small": "train",
+    "train_arm": "train",
+    "Stage": "warmup",
+    "WarmupConfig": "warmup",
+    "fluid_stages": "warmup",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "ARMS", "ArmPlan", "Batch", "DEFAULT_TASKS", "FeatureConfig", "Features", "ModelConfig", "Ranker",

@@ -34,12 +34,10 @@ from torch import nn
 from fluidrec.data.schema import USER_PROFILE_COLUMNS
 from fluidrec.errors import check
 from fluidrec.ranker.batching import AGE_EDGES_MIN, MAX_POSITION, PROFILE_VOCAB, Batch
+from fluidrec.ranker.names import CANDIDATE_TOKENS, FUSIONS, SCHEMES  # noqa: F401 (re-exported)
 from fluidrec.ranker.ops import gather_rows
 
 FIXED_TOKENS = ("user", "profile", "context", "history", "author")
-CANDIDATE_TOKENS = ("item_id", "slice", "room", "early")
-FUSIONS = ("replace", "concat", "gate_learned", "gate_feature")
-SCHEMES = ("prefix_ngram", "levelwise")
 
 
 def _prime_at_most(n: int) -> int:

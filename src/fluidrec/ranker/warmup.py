@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from fluidrec.errors import check
-from fluidrec.ranker.tokens import CANDIDATE_TOKENS, FUSIONS
+from fluidrec.ranker.names import CANDIDATE_TOKENS, FUSIONS
 
 
 @dataclasses.dataclass(frozen=True)

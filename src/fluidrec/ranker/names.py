@@ -1,0 +1,6 @@
+"""Names of the ranker's candidate-side vocabulary, kept free of torch so the CLI and
+the warmup plans can use them without importing the model."""
+
+CANDIDATE_TOKENS = ("item_id", "slice", "room", "early")
+FUSIONS = ("replace", "concat", "gate_learned", "gate_feature")
+SCHEMES = ("prefix_ngram", "levelwise")
