@@ -10,21 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fluidrec.utils.io import atomic_path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from fluidrec.utils.figures import pyplot, save_figure
 
 
 def utilisation_figure(utilisation: list[float], perplexity: list[float] | None, codebook_size: int, path: Path) -> Path:
     """Bar chart of codebook utilisation (used / N) per level, perplexity annotated."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
     levels = np.arange(1, len(utilisation) + 1)
     ax.bar(levels, utilisation, color="#4C72B0")
@@ -37,10 +28,7 @@ def utilisation_figure(utilisation: list[float], perplexity: list[float] | None,
     ax.set_ylabel(f"utilisation (used / {codebook_size})")
     ax.set_title("LUCID codebook utilisation")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def pick_shared_prefixes(codes: np.ndarray, domain: np.ndarray, depth: int = 2, n: int = 2, min_each: int = 3) -> list[tuple[int, ...]]:
@@ -72,7 +60,7 @@ def case_review_figure(
     Args:
         codes: (n, L) slice codes aligned with ``domain``, ``titles`` and ``frames``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     prefixes = pick_shared_prefixes(codes, domain, depth=depth)
     rows = max(len(prefixes), 1)
     cols = 2 * per_domain
@@ -94,7 +82,4 @@ def case_review_figure(
         axes[0, 0].text(0, 0.5, "no code prefix is shared by enough live slices and videos", fontsize=9)
     fig.suptitle("Live slices (left) and short videos (right) sharing a LUCID prefix")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path, prefixes
+    return save_figure(fig, path), prefixes

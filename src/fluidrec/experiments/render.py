@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from fluidrec.experiments.config import ReproduceConfig
-from fluidrec.experiments.figures import _pyplot, case_review_figure, utilisation_figure
+from fluidrec.experiments.figures import case_review_figure, utilisation_figure
 from fluidrec.experiments.report import ROW_NAMES, write_report
 from fluidrec.simulate.ab import METRICS
-from fluidrec.utils.io import atomic_path, read_json
+from fluidrec.utils.figures import pyplot, save_figure
+from fluidrec.utils.io import read_json
 
 
 def headline_figure(results: dict, path: Path) -> Path:
     """Left: CTR AUC of the Table 3 arms overall and on new rooms. Right: FLUID's A/B changes with 95% CIs."""
-    plt = _pyplot()
+    plt = pyplot()
     t3 = results["table3"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     rows = list(t3)
@@ -44,10 +45,7 @@ def headline_figure(results: dict, path: Path) -> Path:
         ax2.legend(fontsize=7)
         ax2.set_title("Simulated online A/B (Table 4)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _case_review(paths, path: Path, depth: int) -> tuple[Path, list]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from fluidrec.utils.io import atomic_path
+from fluidrec.utils.figures import pyplot, save_figure
 
 if TYPE_CHECKING:
     from fluidrec.ranker.features import Features
@@ -81,26 +81,9 @@ def gate_by_id_norm(model: Ranker, feats: Features, rows: slice, n_buckets: int 
     }
 
 
-def _save_fig(fig: Any, path: str | os.PathLike) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-    return Path(path)
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - matplotlib is a core dependency
-        raise ImportError("figures need matplotlib: pip install matplotlib") from exc
-    return plt
-
-
 def plot_id_norm_vs_age(data: dict[str, Any], path: str | os.PathLike, title: str = "") -> Path:
     """Figure 1: mean item-ID embedding L2 norm per room-age bin."""
-    plt = _pyplot()
+    plt = pyplot()
     xs = [lo for lo, m in zip(data["age_lo_min"], data["mean_norm"], strict=True) if m is not None]
     ys = [m for m in data["mean_norm"] if m is not None]
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -109,15 +92,12 @@ def plot_id_norm_vs_age(data: dict[str, Any], path: str | os.PathLike, title: st
     ax.set_ylabel("item-ID embedding L2 norm")
     ax.set_title(title or "Item-ID norm vs room age")
     ax.grid(alpha=0.3)
-    try:
-        return _save_fig(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi=120, tight=True)
 
 
 def plot_gate_by_id_norm(data: dict[str, Any], path: str | os.PathLike, title: str = "") -> Path:
     """Figure 5: mean gate weight on the item ID per ID-norm bucket."""
-    plt = _pyplot()
+    plt = pyplot()
     k = len(data["mean_alpha"])
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.bar(range(k), [a if a is not None else 0.0 for a in data["mean_alpha"]])
@@ -126,10 +106,7 @@ def plot_gate_by_id_norm(data: dict[str, Any], path: str | os.PathLike, title: s
     ax.set_xlabel("item-ID norm bucket (small -> large)")
     ax.set_ylabel("gate weight on item ID")
     ax.set_title(title or "Converged gate weight vs ID norm")
-    try:
-        return _save_fig(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi=120, tight=True)
 
 
 def write_figures(model_dir: str | os.PathLike) -> list[Path]:
