@@ -37,13 +37,10 @@ def _code_columns(names: list[str], prefix: str, path: Path) -> list[str]:
 
 
 def _read(path: str | os.PathLike) -> tuple[Path, pa.Table]:
+    from fluidrec.data.io import open_parquet
+
     p = Path(path)
-    if not p.exists():
-        raise DataError("code file not found", table=str(p))
-    try:
-        return p, pq.read_table(p)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"unreadable Parquet: {exc}", table=str(p)) from None
+    return p, open_parquet(p, missing="code file not found").read()
 
 
 def _codes_matrix(table: pa.Table, cols: list[str], p: Path) -> np.ndarray:

@@ -43,13 +43,10 @@ def read_embeddings(path: str | os.PathLike, *, id_column: str | None = None) ->
     Raises DataError naming the file and column on a missing file, a missing or
     mistyped column, an empty table, or non-finite values (with the first bad row).
     """
+    from fluidrec.data.io import open_parquet
+
     p = Path(path)
-    if not p.exists():
-        raise DataError("embedding file not found", table=str(p))
-    try:
-        table = pq.read_table(p)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"unreadable Parquet: {exc}", table=str(p)) from None
+    table = open_parquet(p, missing="embedding file not found").read()
     if VECTOR_COLUMN not in table.column_names:
         raise DataError("missing column", table=str(p), column=VECTOR_COLUMN)
     if id_column is None:

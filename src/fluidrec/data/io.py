@@ -30,6 +30,21 @@ from fluidrec.utils.io import read_json, write_json
 MANIFEST = "manifest.json"
 
 
+def open_parquet(path: str | os.PathLike, *, missing: str = "table file not found") -> pq.ParquetFile:
+    """Open a Parquet file, raising a DataError naming it when it is missing or unreadable.
+
+    Args:
+        missing: the reason given when the file does not exist (e.g. "code file not found").
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(missing, table=str(p))
+    try:
+        return pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"unreadable Parquet: {exc}", table=str(p)) from None
+
+
 def table_path(root: str | os.PathLike, name: str) -> Path:
     return Path(root) / f"{name}.parquet"
 
@@ -163,10 +178,7 @@ class Dataset:
     def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         key = name if columns is None else f"{name}:{','.join(columns)}"
         if key not in self._cache:
-            try:
-                self._cache[key] = pq.read_table(self.path(name), columns=columns)
-            except pa.ArrowInvalid as exc:
-                raise DataError(f"unreadable Parquet: {exc}", table=str(self.path(name))) from None
+            self._cache[key] = open_parquet(self.path(name)).read(columns=columns)
         return self._cache[key]
 
     def numpy(self, name: str, column: str) -> np.ndarray:

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from fluidrec.data.io import MANIFEST, table_path
+from fluidrec.data.io import MANIFEST, open_parquet, table_path
 from fluidrec.data.schema import NO_ROOM, TABLES, TableSpec
 from fluidrec.errors import DataError
 from fluidrec.utils.io import read_json
@@ -116,12 +115,7 @@ def _check_intervals(table: pa.Table, path: Path) -> None:
 def _load_small(root: Path, name: str) -> pa.Table:
     spec = TABLES[name]
     path = table_path(root, name)
-    if not path.exists():
-        raise DataError("table file not found", table=str(path))
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"unreadable Parquet: {exc}", table=str(path)) from None
+    table = open_parquet(path).read()
     _check_schema(spec, table.schema, path)
     _check_values(spec, table, path, 0)
     if spec.key:
@@ -180,12 +174,7 @@ def validate_dataset(root: str | os.PathLike) -> dict:
 def _validate_impressions(root: Path, room_keys, slice_keys, slice_room, user_keys) -> int:
     spec = TABLES["impressions"]
     path = table_path(root, "impressions")
-    if not path.exists():
-        raise DataError("table file not found", table=str(path))
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"unreadable Parquet: {exc}", table=str(path)) from None
+    pf = open_parquet(path)
     _check_schema(spec, pf.schema_arrow, path)
     offset, last_ts = 0, None
     for batch in pf.iter_batches(batch_size=BATCH_ROWS):

@@ -89,7 +89,7 @@ from fluidrec.data.importers.common import (
     write_impressions,
     write_queries,
 )
-from fluidrec.data.io import write_table
+from fluidrec.data.io import open_parquet, write_table
 from fluidrec.data.schema import LABELS_BINARY, NO_ROOM
 from fluidrec.errors import DataError, check
 from fluidrec.utils.io import atomic_path
@@ -131,12 +131,7 @@ def _csv_records(path: Path, required: tuple[str, ...], bad: BadRows, progress: 
 
 def _parquet_batches(path: Path, columns: list[str], progress: bool) -> Iterator[tuple[int, pa.RecordBatch]]:
     """Yield (offset of the batch's first row, batch) for the named columns."""
-    if not path.is_file():
-        raise DataError("file not found", table=str(path))
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"unreadable Parquet: {exc}", table=str(path)) from None
+    pf = open_parquet(path, missing="file not found")
     for c in columns:
         if c not in pf.schema_arrow.names:
             raise DataError("required column is missing", table=str(path), column=c)
