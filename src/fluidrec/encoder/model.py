@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import abc
+
 import dataclasses
 import json
 import os
@@ -159,7 +161,7 @@ def bert_eos_pool(lm: nn.Module, emb: torch.Tensor, mask: torch.Tensor, eos_pos:
     return _bert_layer_one_row(layers[-1], h, mask, eos_pos)  # (B, H)
 
 
-class MultimodalEncoder(nn.Module):
+class MultimodalEncoder(nn.Module, abc.ABC):
     """Shared parts: the LM, the text module, EOS placement, pooling, the output projection.
 
     Args:
@@ -224,8 +226,9 @@ class MultimodalEncoder(nn.Module):
         vis = self.vision(batch.frames)  # (B, Nv, H)
         return vis, batch.has_frame[:, None].expand(-1, vis.shape[1])
 
-    def encode_items(self, batch: ItemBatch) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def encode_items(self, batch: ItemBatch) -> torch.Tensor:
+        """Items -> L2-normalised (B, D); each fusion paradigm defines it."""
 
     def head_parameters(self) -> list[nn.Parameter]:
         """What the alignment stage trains: the vision projector and the output projection(s)."""
