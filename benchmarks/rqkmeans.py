@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure_matmul_flops  # noqa: E402
 
 from fluidrec.codes import RQKMeans  # noqa: E402
+from fluidrec.codes.rqkmeans import kernel_available  # noqa: E402
 
 
 def gaussian_mixture(n: int, d: int, components: int, seed: int) -> np.ndarray:
@@ -116,6 +117,7 @@ def run(n: int, d: int, levels: int, size: int, seed: int, threads: int) -> dict
         "levels": levels,
         "codebook_size": size,
         "threads": threads,
+        "encode_kernel": "c" if kernel_available() else "torch",
         "fit_seconds": fit_s,
         "faiss_fit_seconds": faiss_fit_s,
         "encode_vectors_per_s": n / enc_s,

@@ -30,6 +30,8 @@ _EXPORTS = {
     "load_or_build_features": "features",
     "DEFAULT_TASKS": "heads",
     "Task": "heads",
+    "Scorer": "inference",
+    "compile_scorer": "inference",
     "Ranker": "model",
     "RankerSpec": "model",
     "build_ranker": "model",
@@ -49,8 +51,8 @@ __getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "ARMS", "ArmPlan", "Batch", "DEFAULT_TASKS", "FeatureConfig", "Features", "ModelConfig", "Ranker",
-    "RankerSpec", "ScoringContext", "Stage", "Task", "TrainConfig", "WarmupConfig", "build_arm",
-    "build_features", "build_ranker", "evaluate_model", "fluid_stages", "init_from", "load_checkpoint",
+    "RankerSpec", "Scorer", "ScoringContext", "Stage", "Task", "TrainConfig", "WarmupConfig", "build_arm",
+    "build_features", "build_ranker", "compile_scorer", "evaluate_model", "fluid_stages", "init_from", "load_checkpoint",
     "load_or_build_features", "predict", "ranker_demo", "ranker_small", "save_checkpoint", "score",
     "score_candidates", "train_arm",
 ]  # fmt: skip

@@ -2,7 +2,8 @@
 
 - ``evaluate_model``: per task AUC, GAUC (per user) and logloss on the test period, plus
   the same under ``buckets`` (age_lt10, age_10_30, age_ge30, new_room, seen_room).
-- ``score(model, batch)``: task probabilities for a Batch.
+- ``score(model, batch)``: task probabilities for a Batch (``model`` may be a compiled
+  ``Scorer`` from ``fluidrec.ranker.inference.compile_scorer``, for low latency).
 - ``ScoringContext`` + ``score_candidates``: score arbitrary (user, room, slice code,
   room code, t, position) arrays, for the simulated A/B test ranking live rooms.
 
@@ -27,16 +28,19 @@ from fluidrec.errors import DataError, UsageError
 from fluidrec.metrics import auc, bucket_masks, gauc, logloss
 from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_bucket, hash_ids
 from fluidrec.ranker.features import Features, FeatureConfig, load_or_build_features
+from fluidrec.ranker.inference import Scorer
 from fluidrec.ranker.model import Ranker, load_checkpoint
 from fluidrec.ranker.train import CHECKPOINT, CONFIG
 from fluidrec.utils.io import read_json
 
 
-@torch.inference_mode()
-def score(model: Ranker, batch: Batch) -> dict[str, np.ndarray]:
-    """Task name -> (B,) predicted probabilities."""
+def score(model: Ranker | Scorer, batch: Batch) -> dict[str, np.ndarray]:
+    """Task name -> (B,) predicted probabilities (a ``Scorer`` from ``compile_scorer`` is faster)."""
+    if isinstance(model, Scorer):
+        return model(batch)
     model.eval()
-    p = torch.sigmoid(model(batch).logits).numpy()  # (B, n_tasks)
+    with torch.inference_mode():
+        p = torch.sigmoid(model(batch).logits).numpy()  # (B, n_tasks)
     return {t.name: p[:, i] for i, t in enumerate(model.tasks)}
 
 
@@ -215,7 +219,7 @@ class ScoringContext:
         return Batch.from_numpy(arrays)
 
 
-def score_candidates(model: Ranker, ctx: ScoringContext, user_ids: np.ndarray, room_ids: np.ndarray,
+def score_candidates(model: Ranker | Scorer, ctx: ScoringContext, user_ids: np.ndarray, room_ids: np.ndarray,
                      slice_codes: np.ndarray, room_codes: np.ndarray, t_ms: np.ndarray | int,
                      position: np.ndarray | int = 0, history_codes: np.ndarray | None = None,
                      exposure: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
@@ -226,4 +230,5 @@ def score_candidates(model: Ranker, ctx: ScoringContext, user_ids: np.ndarray, r
         >>> p = score_candidates(model, ctx, user_ids=7, room_ids=live, slice_codes=sc, room_codes=rc, t_ms=t)
         >>> order = np.argsort(-p["click"])
     """
-    return score(model, ctx.make_batch(model, user_ids, room_ids, slice_codes, room_codes, t_ms, position, history_codes, exposure))
+    ranker = model.model if isinstance(model, Scorer) else model
+    return score(model, ctx.make_batch(ranker, user_ids, room_ids, slice_codes, room_codes, t_ms, position, history_codes, exposure))

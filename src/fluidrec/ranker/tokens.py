@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import torch
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fluidrec.data.schema import USER_PROFILE_COLUMNS
-from fluidrec.errors import check
+from fluidrec.errors import UsageError, check
 from fluidrec.ranker.batching import AGE_EDGES_MIN, MAX_POSITION, PROFILE_VOCAB, Batch
 from fluidrec.ranker.names import CANDIDATE_TOKENS, FUSIONS, SCHEMES  # noqa: F401 (re-exported)
 from fluidrec.ranker.ops import gather_rows
@@ -106,7 +105,8 @@ def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> to
 
     Computed as one integer product ``codes @ P`` with ``P[k, l] = N^(l-k)`` for k <= l
     (exact in int64 while N^L < 2^63, which TokenizerConfig checks), then one remainder,
-    instead of a Python loop of 3 ops per level (this runs three times per forward).
+    instead of a Python loop of 3 ops per level. ``CodeEmbedding`` keeps P and the row
+    counts as buffers and does the same two ops.
 
     Args:
         codes: (..., L) int64 codes in [0, N).
@@ -116,22 +116,16 @@ def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> to
     Returns:
         (..., L) int64 row index per level.
     """
-    return torch.remainder(codes @ _prefix_powers(codes.shape[-1], num_codes), _rows_tensor(tuple(rows)))
+    return torch.remainder(codes @ prefix_powers(codes.shape[-1], num_codes), torch.tensor(rows, dtype=torch.int64))
 
 
-@functools.lru_cache(maxsize=64)
-def _prefix_powers(levels: int, num_codes: int) -> torch.Tensor:
+def prefix_powers(levels: int, num_codes: int) -> torch.Tensor:
     """(L, L) int64 upper-triangular P[k, l] = N^(l-k): cbar_l = sum_k c_k N^(l-k) = (c @ P)_l."""
     p = torch.zeros(levels, levels, dtype=torch.int64)
     for k in range(levels):
         for lv in range(k, levels):
             p[k, lv] = num_codes ** (lv - k)
     return p
-
-
-@functools.lru_cache(maxsize=64)
-def _rows_tensor(rows: tuple[int, ...]) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.int64)
 
 
 def prefix_ngram_ids_reference(code: list[int], num_codes: int, rows: list[int]) -> list[int]:
@@ -163,15 +157,23 @@ class CodeEmbedding(nn.Module):
         nn.init.normal_(self.table.weight, std=0.05)
         starts = [sum(self.rows[:lv]) for lv in range(cfg.levels)]
         self.register_buffer("offsets", torch.tensor(starts, dtype=torch.int64), persistent=False)
+        # prefix_ngram_ids' constants, built once (this runs three times per forward)
+        self.register_buffer("ngram_powers", prefix_powers(cfg.levels, cfg.num_codes), persistent=False)
+        self.register_buffer("ngram_rows", torch.tensor(self.rows, dtype=torch.int64), persistent=False)
         # Eq. 2 is a plain concatenation; project only when L * level_dim != D.
         self.proj = nn.Identity() if self.level_dim * cfg.levels == cfg.dim else nn.Linear(self.level_dim * cfg.levels, cfg.dim)
 
     def ids(self, codes: torch.Tensor) -> torch.Tensor:
         """(..., L) codes -> (..., L) row index within each level's table."""
+        if codes.shape[-1] != self.cfg.levels:
+            raise UsageError(f"codes have {codes.shape[-1]} levels, the model expects {self.cfg.levels}")
         codes = codes.clamp(0, self.cfg.num_codes - 1)  # unseen code values at serving time
         if self.cfg.scheme == "levelwise":
             return codes
-        return prefix_ngram_ids(codes, self.cfg.num_codes, self.rows)
+        # = prefix_ngram_ids(codes, N, rows), with the product as multiply + sum: inductor's
+        # weight freezing turns an integer matmul against a buffer into a float-only MKL call
+        cbar = (codes.unsqueeze(-1) * self.ngram_powers).sum(-2)  # (..., L)
+        return torch.remainder(cbar, self.ngram_rows)
 
     def level_table(self, lv: int) -> torch.Tensor:
         """Level ``lv``'s table, (rows[lv], level_dim), a view of the fused weight."""

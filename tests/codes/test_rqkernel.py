@@ -1,0 +1,71 @@
+"""The C encode kernel against NumPy (same formula) and the torch path, including ties and odd K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fluidrec.codes import RQKMeans, encode_reference
+from fluidrec.codes.rqkmeans import _kernel, kernel_available
+
+pytestmark = pytest.mark.skipif(not kernel_available(), reason="C kernel not built (no C compiler at install); the torch path is tested elsewhere")
+
+
+def _levels_argmax_numpy(scores: np.ndarray, cross: list[np.ndarray], levels: int, k: int) -> np.ndarray:
+    """codes[b, l] = argmax_m scores[b, l*k + m] - sum_{j<l} cross[l][j*k + codes[b, j], m] (first index on ties)."""
+    codes = np.zeros((scores.shape[0], levels), np.int32)
+    for lv in range(levels):
+        s = scores[:, lv * k : (lv + 1) * k].copy()
+        for j in range(lv):
+            s -= cross[lv][j * k + codes[:, j]]
+        codes[:, lv] = s.argmax(axis=1)
+    return codes
+
+
+def _run_kernel(scores: np.ndarray, cross: list[np.ndarray], levels: int, k: int) -> np.ndarray:
+    flat = np.concatenate([c.ravel() for c in cross[1:]]).astype(np.float32) if levels > 1 else np.zeros(1, np.float32)
+    out = np.full((scores.shape[0], levels), -7, np.int32)
+    work = np.empty(k, np.float32)
+    scores = np.ascontiguousarray(scores, np.float32)
+    _kernel()(scores.ctypes.data, scores.shape[0], levels, k, flat.ctypes.data, out.ctypes.data, work.ctypes.data)
+    return out
+
+
+@pytest.mark.parametrize("levels,k", [(4, 64), (3, 13), (2, 5), (1, 8), (3, 1)])
+def test_kernel_equals_numpy_formula(levels: int, k: int) -> None:
+    rng = np.random.default_rng(levels * 100 + k)
+    # values on a coarse grid: many exact ties, which must go to the lowest index
+    scores = rng.integers(-4, 5, (300, levels * k)).astype(np.float32)
+    cross = [None] + [rng.integers(-2, 3, (lv * k, k)).astype(np.float32) for lv in range(1, levels)]
+    np.testing.assert_array_equal(_run_kernel(scores, cross, levels, k), _levels_argmax_numpy(scores, cross, levels, k))
+
+
+def test_kernel_treats_signed_zeros_as_equal_and_handles_extremes() -> None:
+    k = 16
+    scores = np.zeros((4, k), np.float32)
+    scores[0, :] = -0.0
+    scores[0, 9] = 0.0  # +0 == -0: the first index (0) wins, as with numpy.argmax
+    scores[1, :] = -3e38
+    scores[1, 12] = -1e-30  # negative values: larger is closer to zero
+    scores[2, :] = 1e-45  # denormals
+    scores[2, 3] = 3e-45  # two denormal steps up
+    scores[3, 15] = np.finfo(np.float32).max
+    got = _run_kernel(scores, [None], 1, k)[:, 0]
+    np.testing.assert_array_equal(got, scores.argmax(axis=1))
+    np.testing.assert_array_equal(got, [0, 12, 3, 15])
+
+
+@pytest.mark.parametrize("levels,k", [(4, 16), (3, 12), (2, 7)])
+def test_encode_with_and_without_kernel_match_the_reference(levels: int, k: int) -> None:
+    rng = np.random.default_rng(k)
+    centres = rng.standard_normal((24, 10)).astype(np.float32) * 3
+    x = (centres[rng.integers(0, 24, 3000)] + rng.standard_normal((3000, 10))).astype(np.float32)
+    m = RQKMeans(levels=levels, codebook_size=k, seed=0, batch_size=700).fit(x)
+    with_kernel = m.encode(x)
+    m.use_kernel = False
+    without = m.encode(x)
+    ref = encode_reference(x, m.codebooks)
+    assert (with_kernel == ref).all(axis=1).mean() > 0.999  # float32 vs float64 near-ties only
+    assert (with_kernel == without).all(axis=1).mean() > 0.999
+    torch.testing.assert_close(torch.from_numpy(m.decode(with_kernel)).pow(2).mean(), torch.from_numpy(m.decode(ref)).pow(2).mean(), rtol=1e-3, atol=0)

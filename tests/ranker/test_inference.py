@@ -1,0 +1,102 @@
+"""The low-latency Scorer: pairwise attention, compiled graph, snapshot and fallback behaviour."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fluidrec.ranker.inference as inference
+from fluidrec.errors import UsageError
+from fluidrec.ranker.arms import build_arm
+from fluidrec.ranker.backbone import pairwise_attention
+from fluidrec.ranker.evaluate import ScoringContext, score, score_candidates
+from fluidrec.ranker.inference import compile_scorer
+from fluidrec.ranker.model import build_ranker
+from fluidrec.ranker.train import ModelConfig, TrainConfig, ranker_spec
+
+CFG = TrainConfig(batch_size=256, progress=False, model=ModelConfig(dim=16, layers=2, heads=2, head_hidden=16))
+
+
+@pytest.fixture()
+def model(toy_features):
+    torch.manual_seed(0)
+    plan = build_arm("fluid")
+    m = build_ranker(ranker_spec(CFG, toy_features, plan, plan.stages[-1]), toy_features.room_vocab).eval()
+    with torch.no_grad():  # non-trivial weights everywhere (some start at zero)
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 7, 8), (1, 4, 1, 16), (5, 1, 12, 4)])
+def test_pairwise_attention_matches_sdpa(shape):
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(shape, generator=g) * 2 for _ in range(3))
+    torch.testing.assert_close(pairwise_attention(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_eager_scorer_equals_score_and_is_a_snapshot(model, toy_features):
+    batch = toy_features.batch(slice(0, 50))
+    scorer = compile_scorer(model, compile=False)
+    want = score(model, batch)
+    got = score(scorer, batch)
+    assert list(got) == list(want) == [t.name for t in model.tasks]
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    with torch.no_grad():
+        model.heads.out.weight.add_(1.0)  # a later change to the model ...
+    after = scorer(batch)
+    for name in want:
+        np.testing.assert_array_equal(after[name], want[name])  # ... does not reach the scorer
+    assert not np.allclose(score(model, batch)["click"], want["click"])
+
+
+def test_compiled_scorer_matches_eager(model, toy_features):
+    scorer = compile_scorer(model)
+    for rows in (slice(0, 64), slice(64, 64 + 64)):  # the second call reuses the graph
+        batch = toy_features.batch(rows)
+        got, want = scorer(batch), score(model, batch)
+        assert scorer.compiled, "inductor could not compile (is a C++ compiler installed?)"
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6)
+
+
+def _failing_compile(fn, **kwargs):
+    def run(*args):
+        raise RuntimeError("no C++ compiler found\nlong details")
+
+    return run
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(model, toy_features, monkeypatch):
+    monkeypatch.setattr(inference.torch, "compile", _failing_compile)
+    scorer = compile_scorer(model)
+    batch = toy_features.batch(slice(0, 30))
+    with pytest.warns(RuntimeWarning, match=r"compiling the ranker failed \(RuntimeError: no C\+\+ compiler found\); scoring eagerly"):
+        got = scorer(batch)
+    assert not scorer.compiled
+    want = score(model, batch)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7)
+
+
+def test_bad_input_raises_its_own_error_and_keeps_the_compiled_path(model, toy_features, monkeypatch):
+    monkeypatch.setattr(inference.torch, "compile", _failing_compile)
+    scorer = compile_scorer(model)
+    batch = toy_features.batch(slice(0, 30))
+    batch.slice_codes = batch.slice_codes[:, :1]  # wrong number of code levels
+    with pytest.raises(UsageError, match="codes have 1 levels, the model expects 3"):
+        scorer(batch)
+    assert scorer.compiled  # an input error is not a compiler failure
+
+
+def test_score_candidates_accepts_a_scorer(model, toy):
+    ds, _ = toy
+    ctx = ScoringContext.from_dataset(ds, model)
+    rooms = np.array([1000, 1001, 1002, 5000])  # 5000: unknown room (cold)
+    codes = np.array([[1, 2, 3], [0, 0, 0], [7, 6, 5], [1, 1, 1]])
+    args = dict(user_ids=3, room_ids=rooms, slice_codes=codes, room_codes=codes, t_ms=1_700_000_100_000)
+    want = score_candidates(model, ctx, **args)
+    got = score_candidates(compile_scorer(model, compile=False), ctx, **args)
+    np.testing.assert_array_equal(got["click"], want["click"])
+    assert got["click"].shape == (4,)
