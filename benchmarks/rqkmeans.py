@@ -6,7 +6,7 @@ and encodes it with fluidrec (L=4, N=64) and with faiss.ResidualQuantizer (4 lev
 
 - fit_ratio = fit_seconds / faiss_fit_seconds            (target <= 1)
 - mse_ratio = mse / faiss_mse                            (target <= 1.01)
-- encode_speedup = encode / faiss compute_codes rate     (target >= 3)
+- encode_speedup = encode / faiss compute_codes rate     (target >= 3; best of 3 runs each)
 - encode_limit_fraction = encode / matmul-limited rate   (target >= 0.5; 2*D*N*L flops per vector)
 - encode_peak_extra_ratio = peak extra RSS during encode / input bytes (target < 2)
 
@@ -73,6 +73,17 @@ def mse(x: np.ndarray, x_hat: np.ndarray) -> float:
     return total / len(x)
 
 
+def best_time(fn, repeats: int = 3) -> float:
+    """Best wall time of ``repeats`` calls (the same rule for fluidrec and faiss: on a shared
+    machine single timings of a ~1 s encode varied by +-15%)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def run(n: int, d: int, levels: int, size: int, seed: int, threads: int) -> dict:
     import faiss
 
@@ -91,9 +102,7 @@ def run(n: int, d: int, levels: int, size: int, seed: int, threads: int) -> dict
     rss0 = _rss_kb("VmRSS")
     codes = model.encode(x)
     peak_extra_mb = (_rss_kb("VmHWM") - rss0) / 1024 if have_peak and rss0 is not None else None
-    t0 = time.perf_counter()
-    codes = model.encode(x)
-    enc_s = time.perf_counter() - t0
+    enc_s = best_time(lambda: model.encode(x))
     our_mse = mse(x, model.decode(codes))
     del codes
 
@@ -103,9 +112,8 @@ def run(n: int, d: int, levels: int, size: int, seed: int, threads: int) -> dict
     rq.train(x)
     faiss_fit_s = time.perf_counter() - t0
     rq.compute_codes(x[:65536])  # warm-up
-    t0 = time.perf_counter()
+    faiss_enc_s = best_time(lambda: rq.compute_codes(x))
     fcodes = rq.compute_codes(x)
-    faiss_enc_s = time.perf_counter() - t0
     faiss_mse = mse(x, rq.decode(fcodes))
 
     flops = measure_matmul_flops()

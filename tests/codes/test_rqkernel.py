@@ -8,6 +8,7 @@ import torch
 
 from fluidrec.codes import RQKMeans, encode_reference
 from fluidrec.codes.rqkmeans import _kernel, kernel_available
+from fluidrec.errors import DataError
 
 pytestmark = pytest.mark.skipif(not kernel_available(), reason="C kernel not built (no C compiler at install); the torch path is tested elsewhere")
 
@@ -28,7 +29,7 @@ def _run_kernel(scores: np.ndarray, cross: list[np.ndarray], levels: int, k: int
     out = np.full((scores.shape[0], levels), -7, np.int32)
     work = np.empty(k, np.float32)
     scores = np.ascontiguousarray(scores, np.float32)
-    _kernel()(scores.ctypes.data, scores.shape[0], levels, k, flat.ctypes.data, out.ctypes.data, work.ctypes.data)
+    assert _kernel()(scores.ctypes.data, scores.shape[0], levels, k, flat.ctypes.data, out.ctypes.data, work.ctypes.data) == -1
     return out
 
 
@@ -69,3 +70,37 @@ def test_encode_with_and_without_kernel_match_the_reference(levels: int, k: int)
     assert (with_kernel == ref).all(axis=1).mean() > 0.999  # float32 vs float64 near-ties only
     assert (with_kernel == without).all(axis=1).mean() > 0.999
     torch.testing.assert_close(torch.from_numpy(m.decode(with_kernel)).pow(2).mean(), torch.from_numpy(m.decode(ref)).pow(2).mean(), rtol=1e-3, atol=0)
+
+
+def test_kernel_returns_the_first_row_with_non_finite_scores() -> None:
+    scores = np.ones((12, 2 * 8), np.float32)
+    scores[9, 3] = np.inf
+    scores[5, 15] = np.nan  # a level-1 score: not checked (x's NaN/inf reach every level-0 score)
+    scores[7, 2] = -np.inf
+    flat = np.zeros(8 * 8, np.float32)
+    out = np.full((12, 2), -1, np.int32)
+    got = _kernel()(scores.ctypes.data, 12, 2, 8, flat.ctypes.data, out.ctypes.data, np.empty(8, np.float32).ctypes.data)
+    assert got == 7
+    assert (out[:7] == 0).all() and (out[7:] == -1).all()  # rows before it encoded, none after
+
+
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_encode_names_the_first_bad_row_across_workers(use_kernel: bool) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6000, 8)).astype(np.float32)
+    m = RQKMeans(levels=2, codebook_size=8, seed=0, batch_size=256).fit(x)
+    m.use_kernel = use_kernel
+    bad = x.copy()
+    bad[4500, 1] = np.inf  # in the second worker's rows
+    bad[3100, 7] = np.nan  # the first bad row
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(DataError, match="row 3100: non-finite value"):
+            m.encode(bad, source="emb.parquet")
+        huge = x.copy()
+        huge[777] = 3e38  # finite, but its scores overflow float32
+        with pytest.raises(DataError, match="row 777: embedding values too large"):
+            m.encode(huge)
+    finally:
+        torch.set_num_threads(threads)

@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -23,80 +24,138 @@
 #define HAVE_AVX2_PATH 1
 #endif
 
-/* First index of the largest value (plain C). */
-static int64_t argmax_plain(const float *s, int64_t k) {
+#define MAX_LEVELS 64
+
+/* First index of the largest value of s[m] - sum_r rows[r][m] (plain C; subtraction in row order). */
+static inline int64_t argmax_plain(const float *s, const float *const *rows, int64_t nrows, int64_t k) {
     int64_t best = 0;
-    for (int64_t m = 1; m < k; m++)
-        if (s[m] > s[best]) best = m;
+    float best_v = 0.0f;
+    for (int64_t m = 0; m < k; m++) {
+        float v = s[m];
+        for (int64_t r = 0; r < nrows; r++) v -= rows[r][m];
+        if (m == 0 || v > best_v) { best_v = v; best = m; }
+    }
     return best;
 }
 
 #ifdef HAVE_AVX2_PATH
-/* Same result as argmax_plain, 8 lanes at a time. Floats are compared as order-preserving
- * int32 keys (sign-magnitude -> two's complement), so each lane keeps (max key, its first
- * index) with integer compares and blends; -0.0 is mapped to +0.0 first so equal floats
- * have equal keys. */
-__attribute__((target("avx2"))) static int64_t argmax_avx2(const float *s, int64_t k) {
-    __m256i best_key = _mm256_set1_epi32(INT32_MIN), best_idx = _mm256_setzero_si256();
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i step = _mm256_set1_epi32(8), magnitude = _mm256_set1_epi32(0x7fffffff);
-    const __m256 zero = _mm256_setzero_ps();
+/* Same result as argmax_plain, 8 lanes at a time and branch-free: each lane keeps its
+ * largest value and the first index where it occurred (strict >, so ties keep the earlier
+ * index); the lanes are then reduced with shuffles: the maximum, and the smallest index
+ * among the lanes holding it. -0.0 == +0.0 under the float compare, as in numpy.argmax. */
+__attribute__((target("avx2"), always_inline)) static inline int64_t argmax_avx2(const float *s, const float *const *rows, int64_t nrows,
+                                                                                int64_t k) {
     int64_t m = 0;
-    for (; m + 8 <= k; m += 8) {
-        __m256i bits = _mm256_castps_si256(_mm256_add_ps(_mm256_loadu_ps(s + m), zero));
-        __m256i key = _mm256_xor_si256(bits, _mm256_and_si256(_mm256_srai_epi32(bits, 31), magnitude));
-        __m256i better = _mm256_cmpgt_epi32(key, best_key); /* strict: the earlier index keeps ties */
-        best_key = _mm256_blendv_epi8(best_key, key, better);
-        best_idx = _mm256_blendv_epi8(best_idx, idx, better);
-        idx = _mm256_add_epi32(idx, step);
+    int32_t best = 0;
+    float best_v = 0.0f;
+    if (k >= 8) {
+        __m256 best_val = _mm256_set1_ps(-INFINITY);
+        __m256i best_idx = _mm256_setzero_si256();
+        __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i step = _mm256_set1_epi32(8);
+        for (; m + 8 <= k; m += 8) {
+            __m256 v = _mm256_loadu_ps(s + m);
+            for (int64_t r = 0; r < nrows; r++) v = _mm256_sub_ps(v, _mm256_loadu_ps(rows[r] + m));
+            __m256 better = _mm256_cmp_ps(v, best_val, _CMP_GT_OQ);
+            best_val = _mm256_blendv_ps(best_val, v, better);
+            best_idx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_idx), _mm256_castsi256_ps(idx), better));
+            idx = _mm256_add_epi32(idx, step);
+        }
+        /* lane reduction: max value, broadcast */
+        __m256 t = _mm256_max_ps(best_val, _mm256_permute2f128_ps(best_val, best_val, 1));
+        t = _mm256_max_ps(t, _mm256_shuffle_ps(t, t, _MM_SHUFFLE(1, 0, 3, 2)));
+        t = _mm256_max_ps(t, _mm256_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
+        /* smallest index among the lanes holding it */
+        __m256 hold = _mm256_cmp_ps(best_val, t, _CMP_EQ_OQ);
+        __m256i cand = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(_mm256_set1_epi32(INT32_MAX)), _mm256_castsi256_ps(best_idx), hold));
+        cand = _mm256_min_epi32(cand, _mm256_permute2x128_si256(cand, cand, 1));
+        cand = _mm256_min_epi32(cand, _mm256_shuffle_epi32(cand, _MM_SHUFFLE(1, 0, 3, 2)));
+        cand = _mm256_min_epi32(cand, _mm256_shuffle_epi32(cand, _MM_SHUFFLE(2, 3, 0, 1)));
+        best = _mm256_cvtsi256_si32(cand);
+        best_v = _mm256_cvtss_f32(t);
     }
-    int32_t keys[8], idxs[8];
-    _mm256_storeu_si256((__m256i *)keys, best_key);
-    _mm256_storeu_si256((__m256i *)idxs, best_idx);
-    int64_t best = -1;
-    int32_t bk = INT32_MIN;
-    for (int t = 0; t < 8 && m > 0; t++)
-        if (best < 0 || keys[t] > bk || (keys[t] == bk && idxs[t] < best)) { bk = keys[t]; best = idxs[t]; }
-    for (; m < k; m++) { /* tail (k not a multiple of 8), compared as floats */
-        if (best < 0 || s[m] > s[best]) best = m;
+    for (; m < k; m++) { /* tail (k not a multiple of 8), same arithmetic */
+        float v = s[m];
+        for (int64_t r = 0; r < nrows; r++) v -= rows[r][m];
+        if (m == 0 || v > best_v) { best_v = v; best = (int32_t)m; }
     }
     return best;
 }
 #endif
 
-/* codes[b, l] for b < n, l < levels.
+/* 1 if all k values are finite. A NaN or inf anywhere in x makes every level-0 score of
+ * its row non-finite (inf * 0 and inf - inf are NaN), so scanning those scores replaces a
+ * separate pass over x. Integer test on the exponent bits: an OR reduction the compiler
+ * vectorises (a float sum would be one serial add chain). */
+static int all_finite(const float *v, int64_t k) {
+    uint32_t bad = 0;
+    for (int64_t m = 0; m < k; m++) {
+        uint32_t bits;
+        memcpy(&bits, v + m, sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+/* The row loop, once per argmax flavour so the argmax inlines. Rows go in pairs: each
+ * level's argmax must finish before the next level can look up its cross rows, so one row
+ * is a chain of dependent steps; two interleaved rows give the core independent work. */
+#define DEFINE_ROWS(NAME, ATTR, ARGMAX)                                                                           \
+    ATTR static int64_t NAME(const float *scores, int64_t n, int64_t levels, int64_t k, const float *cross,       \
+                             int32_t *codes) {                                                                     \
+        const float *rows_a[MAX_LEVELS], *rows_b[MAX_LEVELS];                                                     \
+        int64_t b = 0;                                                                                            \
+        for (; b + 2 <= n; b += 2) {                                                                              \
+            const float *ra = scores + b * levels * k, *rb = ra + levels * k;                                     \
+            if (!all_finite(ra, k) || !all_finite(rb, k)) break; /* the single-row loop finds which */          \
+            int32_t *oa = codes + b * levels, *ob = oa + levels;                                                  \
+            const float *block = cross;                                                                           \
+            for (int64_t l = 0; l < levels; l++) {                                                                \
+                for (int64_t j = 0; j < l; j++) {                                                                 \
+                    rows_a[j] = block + (j * k + oa[j]) * k;                                                      \
+                    rows_b[j] = block + (j * k + ob[j]) * k;                                                      \
+                }                                                                                                 \
+                oa[l] = (int32_t)ARGMAX(ra + l * k, rows_a, l, k);                                                \
+                ob[l] = (int32_t)ARGMAX(rb + l * k, rows_b, l, k);                                                \
+                if (l > 0) block += l * k * k;                                                                    \
+            }                                                                                                     \
+        }                                                                                                         \
+        for (; b < n; b++) { /* odd last row, or from a non-finite pair on */                                     \
+            const float *ra = scores + b * levels * k;                                                            \
+            if (!all_finite(ra, k)) return b;                                                                     \
+            int32_t *oa = codes + b * levels;                                                                     \
+            const float *block = cross;                                                                           \
+            for (int64_t l = 0; l < levels; l++) {                                                                \
+                for (int64_t j = 0; j < l; j++) rows_a[j] = block + (j * k + oa[j]) * k;                          \
+                oa[l] = (int32_t)ARGMAX(ra + l * k, rows_a, l, k);                                                \
+                if (l > 0) block += l * k * k;                                                                    \
+            }                                                                                                     \
+        }                                                                                                         \
+        return -1;                                                                                                \
+    }
+
+DEFINE_ROWS(rows_plain, , argmax_plain)
+#ifdef HAVE_AVX2_PATH
+DEFINE_ROWS(rows_avx2, __attribute__((target("avx2"))), argmax_avx2)
+#endif
+
+/* codes[b, l] for b < n, l < levels (levels <= MAX_LEVELS).
  *   scores: (n, levels * k) row-major, as above.
  *   cross:  for each level l >= 1, an (l * k, k) block (rows j * k + c hold <c_{j,c}, c_{l,.}>),
  *           blocks stored one after another in level order.
  *   codes:  (n, levels) int32 output.
- *   work:   k floats of scratch.
+ *   work:   unused (kept for the ctypes signature).
+ * Returns the first row whose level-0 scores are not all finite (its input has a NaN or
+ * inf, or overflows), or -1; rows before it are encoded, rows from it on are left unset.
  */
-void fluidrec_rq_levels_argmax(const float *scores, int64_t n, int64_t levels, int64_t k, const float *cross,
-                               int32_t *codes, float *work) {
-    int64_t (*argmax)(const float *, int64_t) = argmax_plain;
+int64_t fluidrec_rq_levels_argmax(const float *scores, int64_t n, int64_t levels, int64_t k, const float *cross,
+                                  int32_t *codes, float *work) {
+    (void)work;
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) argmax = argmax_avx2;
+    if (__builtin_cpu_supports("avx2")) return rows_avx2(scores, n, levels, k, cross, codes);
 #endif
-    for (int64_t b = 0; b < n; b++) {
-        const float *row = scores + b * levels * k;
-        int32_t *out = codes + b * levels;
-        const float *block = cross;
-        for (int64_t l = 0; l < levels; l++) {
-            const float *s = row + l * k;
-            if (l > 0) {
-                const float *c = block + (int64_t)out[0] * k;
-                for (int64_t m = 0; m < k; m++) work[m] = s[m] - c[m];
-                for (int64_t j = 1; j < l; j++) {
-                    c = block + (j * k + out[j]) * k;
-                    for (int64_t m = 0; m < k; m++) work[m] -= c[m];
-                }
-                block += l * k * k;
-                s = work;
-            }
-            out[l] = (int32_t)argmax(s, k);
-        }
-    }
+    return rows_plain(scores, n, levels, k, cross, codes);
 }
 
 /* An importable (empty) module, so the build is an ordinary extension; fluidrec calls the

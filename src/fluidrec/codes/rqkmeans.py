@@ -82,10 +82,12 @@ class RQKMeansConfig:
         check(0 <= self.seed < 2**31, f"seed must be in [0, 2^31), got {self.seed}")
 
 
-def validate_vectors(x: Any, *, source: str = "input", dim: int | None = None) -> np.ndarray:
+def validate_vectors(x: Any, *, source: str = "input", dim: int | None = None, check_finite: bool = True) -> np.ndarray:
     """Check an (n, D) embedding array: 2-D, non-empty, finite, optional expected D.
 
     Returns it as C-contiguous float32. Raises DataError naming ``source``.
+    ``check_finite=False`` leaves the NaN/inf scan to the caller (encode does it per block,
+    in its workers, with ``first_non_finite_row``).
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -102,14 +104,27 @@ def validate_vectors(x: Any, *, source: str = "input", dim: int | None = None) -
             table=source, column="embedding", value=x.shape[1],
         )
     x = np.ascontiguousarray(x, dtype=np.float32)
+    if check_finite:
+        bad = first_non_finite_row(x)
+        if bad is not None:
+            raise non_finite_error(source, bad)
+    return x
+
+
+def first_non_finite_row(x: np.ndarray) -> int | None:
+    """Index of the first row of x with a NaN or inf, or None."""
     # one cheap pass: a row sum is non-finite if any entry is NaN/inf (or, rarely, on
-    # overflow of huge finite values, which the exact check below then clears)
+    # overflow of huge finite values, which the exact check then clears)
     suspect = np.flatnonzero(~np.isfinite(x.sum(axis=1)))
     if len(suspect):
         bad = suspect[~np.isfinite(x[suspect]).all(axis=1)]
         if len(bad):
-            raise DataError("non-finite value (NaN or inf) in embedding", table=source, column="embedding", row=int(bad[0]))
-    return x
+            return int(bad[0])
+    return None
+
+
+def non_finite_error(source: str, row: int) -> DataError:
+    return DataError("non-finite value (NaN or inf) in embedding", table=source, column="embedding", row=row)
 
 
 def _faiss():
@@ -176,7 +191,7 @@ def _kernel() -> Any:
             fn = ctypes.CDLL(_rqkernel.__file__).fluidrec_rq_levels_argmax
             ptr, i64 = ctypes.c_void_p, ctypes.c_int64
             fn.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr]
-            fn.restype = None
+            fn.restype = ctypes.c_int64
             _KERNEL = fn
         except (ImportError, OSError, AttributeError):
             pass
@@ -308,7 +323,8 @@ class RQKMeans:
 
     def _encode(self, x: Any, *, progress: bool, source: str, track_errors: bool) -> tuple[np.ndarray, np.ndarray | None]:
         cb_np = self._require_fitted()
-        x = validate_vectors(x, source=source, dim=cb_np.shape[2])
+        # the NaN/inf scan runs per block in the workers (a serial pass over x cost ~6% of encode)
+        x = validate_vectors(x, source=source, dim=cb_np.shape[2], check_finite=False)
         n = x.shape[0]
         L = cb_np.shape[0]
         codes = torch.empty((n, L), dtype=torch.int32)
@@ -327,7 +343,7 @@ class RQKMeans:
 
         bar = tqdm(total=len(starts), desc="encode", disable=not progress, unit="block")
 
-        def work(chunk: list[int], single_thread: bool) -> np.ndarray | None:
+        def work(chunk: list[int], single_thread: bool) -> tuple[np.ndarray | None, int | None]:
             if single_thread:
                 # The blocks are the parallel unit: one torch thread per worker. Many small
                 # intra-op parallel regions stall on every barrier when the machine is shared
@@ -335,11 +351,16 @@ class RQKMeans:
                 # per calling thread; only torch.get_num_threads() reads a global, restored below.
                 torch.set_num_threads(1)
             err = np.zeros((L, 2), dtype=np.float64) if track_errors else None
+            # per-worker scratch reused across blocks: a fresh multi-MB score block per block
+            # costs page faults (measured 780k vs 920k vectors/s)
+            local = {**state, "scratch": {}}
             with torch.inference_mode():
                 for start in chunk:
-                    step(xt[start : start + bs], codes[start : start + bs], state, err)
+                    bad = step(xt[start : start + bs], codes[start : start + bs], local, err)
+                    if bad is not None:  # stop this worker; the caller raises for the first bad row
+                        return err, start + bad
                     bar.update(1)
-            return err
+            return err, None
 
         try:
             if workers == 1:
@@ -353,8 +374,14 @@ class RQKMeans:
         finally:
             torch.set_num_threads(threads)
             bar.close()
+        bad_rows = [bad for _, bad in parts if bad is not None]
+        if bad_rows:
+            row = min(bad_rows)
+            if first_non_finite_row(x[row : row + 1]) is None:  # finite, but the scores overflowed
+                raise DataError("embedding values too large: float32 distances overflow", table=source, column="embedding", row=row)
+            raise non_finite_error(source, row)
         # errors[l] = (sum ||input of level l||^2, sum ||residual after level l||^2) in float64
-        errors = np.sum(parts, axis=0) if track_errors else None
+        errors = np.sum([e for e, _ in parts], axis=0) if track_errors else None
         return codes.numpy(), errors
 
     def _encode_state(self) -> dict[str, Any]:
@@ -367,19 +394,19 @@ class RQKMeans:
             # float64 via torch, not NumPy: a NumPy matmul wakes OpenBLAS's thread pool, whose
             # spinning threads then compete with the encode workers (measured ~25% slower)
             cb64 = cb.double()
-            state["all_t"] = cb.reshape(L * K, D).T  # (D, L*K)
+            state["all_t"] = cb.reshape(L * K, D).T.contiguous()  # (D, L*K)
             state["neg_half_norm"] = (-0.5 * (cb64**2).sum(-1)).float().reshape(L * K)  # (L*K,)
             # cross[l] stacks <c_j, c_l> for j < l: (l*K, K); row j*K + k is codeword k of level j
             state["cross"] = [torch.cat([cb64[j] @ cb64[lv].T for j in range(lv)], dim=0).float() if lv else None for lv in range(L)]
             state["offsets"] = torch.arange(L, dtype=torch.int64) * K  # (L,)
-            state["kernel"] = _kernel() if self.use_kernel else None
+            state["kernel"] = _kernel() if self.use_kernel and L <= 64 else None  # the kernel's level cap
             if state["kernel"] is not None:  # the C kernel reads the level blocks back to back
                 blocks = [c.reshape(-1) for c in state["cross"][1:]]
                 state["cross_flat"] = torch.cat(blocks) if blocks else torch.zeros(1)
         return state
 
     @staticmethod
-    def _encode_block_table(x: torch.Tensor, out: torch.Tensor, state: dict[str, Any], errors: Any) -> None:
+    def _encode_block_table(x: torch.Tensor, out: torch.Tensor, state: dict[str, Any], errors: Any) -> int | None:
         """Fast path: one GEMM against all levels' codewords, then O(L^2 K) lookups.
 
         With r_l = x - sum_{j<l} c_j, the score to maximise at level l is
@@ -392,12 +419,19 @@ class RQKMeans:
         """
         L = out.shape[1]
         K = state["neg_half_norm"].shape[0] // L
-        scores = torch.addmm(state["neg_half_norm"], x, state["all_t"])  # (B, L*K)
-        if state["kernel"] is not None:
-            work = torch.empty(K)  # (K,) scratch row
-            state["kernel"](scores.data_ptr(), x.shape[0], L, K, state["cross_flat"].data_ptr(), out.data_ptr(), work.data_ptr())
-            return
+        scratch = state.get("scratch", {})
+        buf = scratch.get("scores")
+        if buf is None or buf.shape[0] < x.shape[0]:
+            buf = scratch["scores"] = torch.empty((x.shape[0], L * K))
+        scores = torch.addmm(state["neg_half_norm"], x, state["all_t"], out=buf[: x.shape[0]])  # (B, L*K)
+        if state["kernel"] is not None:  # also finds rows with NaN/inf (see _rqkernel.c)
+            work = scratch.setdefault("work", torch.empty(K))  # (K,) scratch row
+            bad = state["kernel"](scores.data_ptr(), x.shape[0], L, K, state["cross_flat"].data_ptr(), out.data_ptr(), work.data_ptr())
+            return None if bad < 0 else int(bad)
         scores_np = scores.numpy()
+        bad = first_non_finite_row(scores_np[:, :K])  # same rule as the kernel: level-0 scores
+        if bad is not None:
+            return bad
         prev = torch.empty((x.shape[0], L), dtype=torch.int64)  # (B, L) rows of the stacked cross tables
         for level in range(L):
             s = scores_np[:, level * K : (level + 1) * K]  # (B, K) view
@@ -407,9 +441,16 @@ class RQKMeans:
             idx = torch.from_numpy(s.argmax(axis=1))  # (B,)
             out[:, level] = idx
             prev[:, level] = idx + state["offsets"][level]
+        return None
 
-    def _encode_block_residual(self, x: torch.Tensor, out: torch.Tensor, state: dict[str, Any], errors: Any) -> None:
-        """Level by level on explicit residuals: argmin ||c||^2 - 2 r.c (one thin GEMM per level)."""
+    def _encode_block_residual(self, x: torch.Tensor, out: torch.Tensor, state: dict[str, Any], errors: Any) -> int | None:
+        """Level by level on explicit residuals: argmin ||c||^2 - 2 r.c (one thin GEMM per level).
+
+        Returns the first row of the block with a NaN/inf (nothing encoded), else None.
+        """
+        bad = first_non_finite_row(x.numpy())
+        if bad is not None:
+            return bad
         cb, cnorm = state["cb"], state["cnorm"]
         r = x.clone()  # (B, D), the only per-block copy of x
         for level in range(out.shape[1]):
@@ -423,6 +464,7 @@ class RQKMeans:
             r -= cb[level].index_select(0, idx)  # (B, D)
             if errors is not None:
                 errors[level, 1] += float(torch.sum(r.double() ** 2))
+        return None
 
     def decode(self, codes: Any) -> np.ndarray:
         """Reconstruction (n, D) float32 = sum over levels of the chosen codewords.
