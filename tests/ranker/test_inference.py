@@ -75,6 +75,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(model, toy_feature
     with pytest.warns(RuntimeWarning, match=r"compiling the ranker failed \(RuntimeError: no C\+\+ compiler found\); scoring eagerly"):
         got = scorer(batch)
     assert not scorer.compiled
+    assert not any(layer.pairwise for layer in scorer.model.backbone.layers)  # eager runs use SDPA
     want = score(model, batch)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7)
@@ -88,6 +89,7 @@ def test_bad_input_raises_its_own_error_and_keeps_the_compiled_path(model, toy_f
     with pytest.raises(UsageError, match="codes have 1 levels, the model expects 3"):
         scorer(batch)
     assert scorer.compiled  # an input error is not a compiler failure
+    assert all(layer.pairwise for layer in scorer.model.backbone.layers)
 
 
 def test_score_candidates_accepts_a_scorer(model, toy):

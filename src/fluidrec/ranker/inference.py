@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from typing import Callable
 
@@ -32,6 +33,14 @@ import torch
 
 from fluidrec.ranker.batching import Batch
 from fluidrec.ranker.model import Ranker
+
+
+class _DropShimNotice(logging.Filter):
+    """Hides inductor's per-compile notice that embedding lookups run through its proxy
+    executor under the C++ wrapper (expected here, and not actionable by a user)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "missing a c-shim implementation" not in record.getMessage()
 
 
 class Scorer:
@@ -55,13 +64,16 @@ class Scorer:
         self.compiled = compile
         self._compiled_fn: Callable[[Batch], torch.Tensor] | None = None
         if compile:
-            for layer in self.model.backbone.layers:
-                layer.pairwise = True
+            ir_log = logging.getLogger("torch._inductor.ir")
+            if not any(isinstance(f, _DropShimNotice) for f in ir_log.filters):
+                ir_log.addFilter(_DropShimNotice())
+            self._set_pairwise(True)
             self._compiled_fn = torch.compile(self._probabilities, dynamic=dynamic)
 
-    @property
-    def room_vocab(self) -> torch.Tensor:
-        return self.model.room_vocab
+    def _set_pairwise(self, on: bool) -> None:
+        """Pairwise attention fuses when compiled; eager runs are faster with SDPA."""
+        for layer in self.model.backbone.layers:
+            layer.pairwise = on
 
     def _probabilities(self, batch: Batch) -> torch.Tensor:
         return torch.sigmoid(self.model(batch).logits)  # (B, n_tasks)
@@ -77,7 +89,12 @@ class Scorer:
             with inductor_config.patch(freezing=True, cpp_wrapper=True):
                 return self._compiled_fn(batch)
         except Exception as err:  # noqa: BLE001 - any compiler failure; re-raised below if eager fails too
-            probs = self._probabilities(batch)  # an input error raises here, with its own message
+            self._set_pairwise(False)
+            try:
+                probs = self._probabilities(batch)  # an input error raises here, with its own message
+            except Exception:
+                self._set_pairwise(True)  # keep the compiled path for the next, valid batch
+                raise
             warnings.warn(
                 f"fluidrec: compiling the ranker failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
                 "scoring eagerly (slower, same results)",
