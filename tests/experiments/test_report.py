@@ -4,7 +4,7 @@ import pytest
 
 from fluidrec.experiments import paper
 from fluidrec.experiments.config import TABLE3_ARMS, ReproduceConfig, all_arms
-from fluidrec.experiments.report import discussion_md, table3_md, table4_md
+from fluidrec.experiments.report import discussion_md, table3_md, table4_md, table6_md
 from fluidrec.errors import ConfigError
 from fluidrec.simulate.ab import METRICS
 
@@ -50,6 +50,22 @@ def test_discussion_reports_results_against_the_paper():
     text = discussion_md({"table3": _t3(0.72)})
     fluid = [ln for ln in text.splitlines() if "FLUID" in ln][0]
     assert "agrees in direction" in fluid
+
+
+def test_report_text_does_not_depend_on_key_order():
+    # a fresh run renders from insertion-ordered dicts, --resume from sorted results.json
+    sig = {"delta": -0.02, "ci_low": -0.03, "ci_high": -0.01}
+    t4 = {arm: {m: sig for m in METRICS} for arm in ("slice", "no_id", "fluid")}
+    t6 = {v: {"probe_acc_level1": 0.5} for v in ("ours", "scratch_text", "dual_tower", "single_stage", "live_only")}
+    flipped4 = {arm: dict(sorted(t4[arm].items())) for arm in sorted(t4)}
+    flipped6 = dict(sorted(t6.items()))
+    assert table4_md(t4) == table4_md(flipped4)
+    assert table6_md(t6) == table6_md(flipped6)
+    assert discussion_md({"table3": _t3(0.7), "table4": t4}) == discussion_md({"table3": _t3(0.7), "table4": flipped4})
+    rows = [ln.split("|")[1].strip() for ln in table6_md(flipped6).splitlines()[2:]]
+    assert rows == ["ours", "scratch_text", "dual_tower", "single_stage", "live_only"]
+    down = [ln for ln in discussion_md({"table3": _t3(0.7), "table4": flipped4}).splitlines() if "FLUID" in ln and "A/B" in ln][0]
+    assert down.index("Quality Watch Duration") < down.index("Stay Duration")  # the paper's metric order
 
 
 def test_config_validation():

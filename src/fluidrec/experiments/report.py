@@ -69,8 +69,18 @@ def table3_md(t3: dict) -> str:
     return "\n".join(lines)
 
 
+# Row orders of the tables, so a report reads the same whether its results came from this
+# process (insertion order) or from results.json (written with sorted keys, on --resume).
+TABLE6_ROWS = ("ours", "scratch_text", "dual_tower", "single_stage", "live_only")
+
+
+def ordered(d: dict, order) -> list:
+    """Keys of d in the given order, then any others sorted."""
+    return [k for k in order if k in d] + sorted(k for k in d if k not in order)
+
+
 def table4_md(t4: dict) -> str:
-    arms = list(t4)
+    arms = ordered(t4, ROW_NAMES)
     head = "| metric | " + " | ".join(f"{ROW_NAMES.get(a, a)} (ours, 95% CI)" for a in arms) + " | " + " | ".join(f"paper {a}" for a in arms) + " |"
     lines = [head, "|" + "---|" * (1 + 2 * len(arms))]
     for m in METRICS:
@@ -99,7 +109,9 @@ def table6_md(t6: dict) -> str:
         "| variant | live Q2I R@10/50 | live I2Q R@10/50 | video Q2I R@10/50 | video I2Q R@10/50 | probe L1 | probe L2 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row, r in t6.items():
+    for row in ordered(t6, TABLE6_ROWS):
+        r = t6[row]
+
         def rr(dom: str, kind: str) -> str:
             d = r.get(dom, {})
             return f"{_f(d.get(f'{kind}_recall@10', float('nan')) * 100, 1)}/{_f(d.get(f'{kind}_recall@50', float('nan')) * 100, 1)}"
@@ -129,7 +141,9 @@ def discussion_md(results: dict) -> str:
             out.append(f"- **{ROW_NAMES[row]}**: AUC {_pct(ours)} vs the baseline (paper {_pct(theirs)}): {_agree(ours, theirs)}.")
     if "new_room_gap" in results:
         out.append(f"- On rooms never seen in training, {results['new_room_gap']}")
-    for arm, metrics in results.get("table4", {}).items():
+    t4 = results.get("table4", {})
+    for arm in ordered(t4, ROW_NAMES):
+        metrics = {m: t4[arm][m] for m in ordered(t4[arm], METRIC_NAMES)}
         ups = [METRIC_NAMES[m] for m, r in metrics.items() if r["ci_low"] > 0]
         downs = [METRIC_NAMES[m] for m, r in metrics.items() if r["ci_high"] < 0]
         out.append(
