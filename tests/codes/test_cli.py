@@ -9,6 +9,7 @@ import pytest
 
 from fluidrec.cli import main
 from fluidrec.codes import UNKNOWN_CODE, read_codes, read_room_codes
+from fluidrec.codes.rqkmeans import kernel_available
 from fluidrec.data.embeddings import write_embeddings
 from fluidrec.data.io import write_manifest, write_table
 
@@ -33,7 +34,9 @@ def test_fit_assign_stats(files, capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 600 and summary["l2_relative_error"] < summary["l1_relative_error"] < 1
     assert (files / "model" / "run_config.json").exists()
-    assert main(["codes", "assign", "--model", str(files / "model"), "--embeddings", str(files / "emb.parquet"), "--out", str(files / "codes.parquet"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["codes", "assign", "--model", str(files / "model"), "--embeddings", str(files / "emb.parquet"), "--out", str(files / "codes.parquet"), "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["encode_path"] == ("C kernel" if kernel_available() else "torch")
     ids, codes = read_codes(files / "codes.parquet")
     assert ids.tolist() == list(range(600)) and codes.shape == (600, 2) and codes.max() < 8
     assert (files / "codes.config.json").exists()

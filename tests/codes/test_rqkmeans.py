@@ -173,3 +173,13 @@ def test_fit_with_fewer_points_than_dimensions():
     model = RQKMeans(levels=2, codebook_size=4, seed=0).fit(x)
     codes = model.encode(x)
     assert codes.shape == (20, 2) and codes.min() >= 0 and codes.max() < 4
+
+
+def test_encode_path_names_the_path_taken(data: np.ndarray) -> None:
+    from fluidrec.codes.rqkmeans import kernel_available
+
+    m = RQKMeans(levels=2, codebook_size=8, seed=0).fit(data)
+    assert m.encode_path() == ("C kernel" if kernel_available() else "torch")
+    m.use_kernel = False
+    assert m.encode_path() == "torch"
+    assert RQKMeans(levels=2, codebook_size=8, normalize_residuals=True).encode_path() == "torch"  # level by level

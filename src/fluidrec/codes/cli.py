@@ -121,6 +121,7 @@ def _assign(args: argparse.Namespace) -> int:
         "n": int(len(ids)),
         "levels": model.levels,
         "encode_seconds": round(seconds, 3),
+        "encode_path": model.encode_path(),  # the C kernel is optional (setup.py)
         "collision_rate": collision,
         "unique_code_ratio": unique,
     }

@@ -384,6 +384,12 @@ class RQKMeans:
         errors = np.sum([e for e, _ in parts], axis=0) if track_errors else None
         return codes.numpy(), errors
 
+    def encode_path(self) -> str:
+        """"C kernel" where encode runs the optional C kernel, else "torch" (same codes, slower)."""
+        cfg = self.config
+        fast = self.use_kernel and not cfg.normalize_residuals and cfg.levels <= 64  # 64: the kernel's level cap
+        return "C kernel" if fast and kernel_available() else "torch"
+
     def _encode_state(self) -> dict[str, Any]:
         """Arrays the block encoders share (built once per encode call)."""
         cb_np = self._require_fitted()
@@ -399,7 +405,7 @@ class RQKMeans:
             # cross[l] stacks <c_j, c_l> for j < l: (l*K, K); row j*K + k is codeword k of level j
             state["cross"] = [torch.cat([cb64[j] @ cb64[lv].T for j in range(lv)], dim=0).float() if lv else None for lv in range(L)]
             state["offsets"] = torch.arange(L, dtype=torch.int64) * K  # (L,)
-            state["kernel"] = _kernel() if self.use_kernel and L <= 64 else None  # the kernel's level cap
+            state["kernel"] = _kernel() if self.encode_path() == "C kernel" else None
             if state["kernel"] is not None:  # the C kernel reads the level blocks back to back
                 blocks = [c.reshape(-1) for c in state["cross"][1:]]
                 state["cross_flat"] = torch.cat(blocks) if blocks else torch.zeros(1)
