@@ -27,9 +27,8 @@ def _levels_argmax_numpy(scores: np.ndarray, cross: list[np.ndarray], levels: in
 def _run_kernel(scores: np.ndarray, cross: list[np.ndarray], levels: int, k: int) -> np.ndarray:
     flat = np.concatenate([c.ravel() for c in cross[1:]]).astype(np.float32) if levels > 1 else np.zeros(1, np.float32)
     out = np.full((scores.shape[0], levels), -7, np.int32)
-    work = np.empty(k, np.float32)
     scores = np.ascontiguousarray(scores, np.float32)
-    assert _kernel()(scores.ctypes.data, scores.shape[0], levels, k, flat.ctypes.data, out.ctypes.data, work.ctypes.data) == -1
+    assert _kernel()(scores.ctypes.data, scores.shape[0], levels, k, flat.ctypes.data, out.ctypes.data) == -1
     return out
 
 
@@ -79,7 +78,7 @@ def test_kernel_returns_the_first_row_with_non_finite_scores() -> None:
     scores[7, 2] = -np.inf
     flat = np.zeros(8 * 8, np.float32)
     out = np.full((12, 2), -1, np.int32)
-    got = _kernel()(scores.ctypes.data, 12, 2, 8, flat.ctypes.data, out.ctypes.data, np.empty(8, np.float32).ctypes.data)
+    got = _kernel()(scores.ctypes.data, 12, 2, 8, flat.ctypes.data, out.ctypes.data)
     assert got == 7
     assert (out[:7] == 0).all() and (out[7:] == -1).all()  # rows before it encoded, none after
 

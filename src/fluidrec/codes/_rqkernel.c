@@ -144,13 +144,11 @@ DEFINE_ROWS(rows_avx2, __attribute__((target("avx2"))), argmax_avx2)
  *   cross:  for each level l >= 1, an (l * k, k) block (rows j * k + c hold <c_{j,c}, c_{l,.}>),
  *           blocks stored one after another in level order.
  *   codes:  (n, levels) int32 output.
- *   work:   unused (kept for the ctypes signature).
  * Returns the first row whose level-0 scores are not all finite (its input has a NaN or
  * inf, or overflows), or -1; rows before it are encoded, rows from it on are left unset.
  */
 int64_t fluidrec_rq_levels_argmax(const float *scores, int64_t n, int64_t levels, int64_t k, const float *cross,
-                                  int32_t *codes, float *work) {
-    (void)work;
+                                  int32_t *codes) {
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) return rows_avx2(scores, n, levels, k, cross, codes);

@@ -190,7 +190,7 @@ def _kernel() -> Any:
 
             fn = ctypes.CDLL(_rqkernel.__file__).fluidrec_rq_levels_argmax
             ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-            fn.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr]
+            fn.argtypes = [ptr, i64, i64, i64, ptr, ptr]
             fn.restype = ctypes.c_int64
             _KERNEL = fn
         except (ImportError, OSError, AttributeError):
@@ -431,8 +431,7 @@ class RQKMeans:
             buf = scratch["scores"] = torch.empty((x.shape[0], L * K))
         scores = torch.addmm(state["neg_half_norm"], x, state["all_t"], out=buf[: x.shape[0]])  # (B, L*K)
         if state["kernel"] is not None:  # also finds rows with NaN/inf (see _rqkernel.c)
-            work = scratch.setdefault("work", torch.empty(K))  # (K,) scratch row
-            bad = state["kernel"](scores.data_ptr(), x.shape[0], L, K, state["cross_flat"].data_ptr(), out.data_ptr(), work.data_ptr())
+            bad = state["kernel"](scores.data_ptr(), x.shape[0], L, K, state["cross_flat"].data_ptr(), out.data_ptr())
             return None if bad < 0 else int(bad)
         scores_np = scores.numpy()
         bad = first_non_finite_row(scores_np[:, :K])  # same rule as the kernel: level-0 scores
