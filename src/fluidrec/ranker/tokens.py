@@ -103,10 +103,10 @@ class TokenizerConfig:
 def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> torch.Tensor:
     """Prefix n-gram ids (fluid.txt Eq. 1), hashed mod ``rows[l]`` where the prefix space is larger.
 
-    Computed as one integer product ``codes @ P`` with ``P[k, l] = N^(l-k)`` for k <= l
+    Computed as one integer product of ``codes`` with ``P[k, l] = N^(l-k)`` for k <= l
     (exact in int64 while N^L < 2^63, which TokenizerConfig checks), then one remainder,
-    instead of a Python loop of 3 ops per level. ``CodeEmbedding`` keeps P and the row
-    counts as buffers and does the same two ops.
+    instead of a Python loop of 3 ops per level (``prefix_ids_from``; ``CodeEmbedding``
+    keeps P and the row counts as buffers and calls it directly).
 
     Args:
         codes: (..., L) int64 codes in [0, N).
@@ -116,7 +116,17 @@ def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> to
     Returns:
         (..., L) int64 row index per level.
     """
-    return torch.remainder(codes @ prefix_powers(codes.shape[-1], num_codes), torch.tensor(rows, dtype=torch.int64))
+    return prefix_ids_from(codes, prefix_powers(codes.shape[-1], num_codes), torch.tensor(rows, dtype=torch.int64))
+
+
+def prefix_ids_from(codes: torch.Tensor, powers: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(..., L) codes, (L, L) P, (L,) rows -> (..., L) ids: (codes @ P) mod rows.
+
+    The product is a multiply + sum rather than ``codes @ P``: inductor's weight freezing
+    turns an integer matmul against a buffer into a float-only MKL call.
+    """
+    cbar = (codes.unsqueeze(-1) * powers).sum(-2)  # (..., L)
+    return torch.remainder(cbar, rows)
 
 
 def prefix_powers(levels: int, num_codes: int) -> torch.Tensor:
@@ -170,10 +180,7 @@ class CodeEmbedding(nn.Module):
         codes = codes.clamp(0, self.cfg.num_codes - 1)  # unseen code values at serving time
         if self.cfg.scheme == "levelwise":
             return codes
-        # = prefix_ngram_ids(codes, N, rows), with the product as multiply + sum: inductor's
-        # weight freezing turns an integer matmul against a buffer into a float-only MKL call
-        cbar = (codes.unsqueeze(-1) * self.ngram_powers).sum(-2)  # (..., L)
-        return torch.remainder(cbar, self.ngram_rows)
+        return prefix_ids_from(codes, self.ngram_powers, self.ngram_rows)
 
     def level_table(self, lv: int) -> torch.Tensor:
         """Level ``lv``'s table, (rows[lv], level_dim), a view of the fused weight."""
