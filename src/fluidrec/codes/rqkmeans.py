@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fluidrec.data.embeddings import first_non_finite_row, non_finite_error
 from fluidrec.errors import ConfigError, DataError, UsageError, check
 from fluidrec.utils.io import atomic_path, read_json, write_json
 
@@ -109,22 +110,6 @@ def validate_vectors(x: Any, *, source: str = "input", dim: int | None = None, c
         if bad is not None:
             raise non_finite_error(source, bad)
     return x
-
-
-def first_non_finite_row(x: np.ndarray) -> int | None:
-    """Index of the first row of x with a NaN or inf, or None."""
-    # one cheap pass: a row sum is non-finite if any entry is NaN/inf (or, rarely, on
-    # overflow of huge finite values, which the exact check then clears)
-    suspect = np.flatnonzero(~np.isfinite(x.sum(axis=1)))
-    if len(suspect):
-        bad = suspect[~np.isfinite(x[suspect]).all(axis=1)]
-        if len(bad):
-            return int(bad[0])
-    return None
-
-
-def non_finite_error(source: str, row: int) -> DataError:
-    return DataError("non-finite value (NaN or inf) in embedding", table=source, column="embedding", row=row)
 
 
 def _faiss():

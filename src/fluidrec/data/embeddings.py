@@ -23,6 +23,23 @@ ID_COLUMN = "id"
 VECTOR_COLUMN = "embedding"
 
 
+def first_non_finite_row(x: np.ndarray) -> int | None:
+    """Index of the first row of an (n, D) array with a NaN or inf, or None."""
+    # one cheap pass: a row sum is non-finite if any entry is NaN/inf (or, rarely, on
+    # overflow of huge finite values, which the exact check then clears)
+    suspect = np.flatnonzero(~np.isfinite(x.sum(axis=1)))
+    if len(suspect):
+        bad = suspect[~np.isfinite(x[suspect]).all(axis=1)]
+        if len(bad):
+            return int(bad[0])
+    return None
+
+
+def non_finite_error(source: str, row: int) -> DataError:
+    """The error for a NaN/inf in row ``row`` of the embeddings read from ``source``."""
+    return DataError("non-finite value (NaN or inf) in embedding", table=source, column=VECTOR_COLUMN, row=row)
+
+
 def write_embeddings(path: str | os.PathLike, ids: np.ndarray, vectors: np.ndarray, *, id_column: str = ID_COLUMN) -> None:
     """Write (n,) int64 ids and (n, D) float32 vectors atomically."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -71,9 +88,8 @@ def read_embeddings(path: str | os.PathLike, *, id_column: str | None = None) ->
             raise DataError(f"vectors have different lengths ({d} and {lengths[bad[0]]})", table=str(p), column=VECTOR_COLUMN, row=int(bad[0]))
     values = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     vectors = values.reshape(-1, d)
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise DataError("non-finite value (NaN or inf) in embedding", table=str(p), column=VECTOR_COLUMN, row=row)
+    row = first_non_finite_row(vectors)
+    if row is not None:
+        raise non_finite_error(str(p), row)
     ids = table.column(id_column).to_numpy().astype(np.int64, copy=False)
     return ids, vectors
