@@ -2,18 +2,17 @@
 
 ``compile_scorer(model)`` snapshots the model and compiles its forward pass with
 ``torch.compile`` (inductor, weights frozen as constants, a C++ wrapper around the
-kernels), with the backbone's pairwise
-attention, which fuses under compilation. Eager
+kernels), with the backbone's pairwise attention, which fuses under compilation. Eager
 PyTorch spends most of a 200-candidate request on per-op overhead for these small
-tensors; compilation fuses the norms, activations and attention into a few loops
-around the matrix products (``benchmarks/ranker.py`` prints both latencies).
+tensors; compilation fuses the norms, activations and attention into a few loops around
+the matrix products (``benchmarks/ranker.py`` prints both latencies).
 
-The first call for each batch size compiles (about 30-40 s on 2 cores; inductor caches
+The first call for each batch size compiles (about 25-40 s on 2 cores; inductor caches
 the result on disk for later processes). Serving usually scores a fixed number of
 candidates, so graphs are specialised to the batch size by default (measured p50 8.3 vs
 8.9 ms for one graph shared by all sizes, ``dynamic=True``); torch's recompile limit
-(8 sizes) then applies, past which calls run eagerly. Compilation needs a C++ compiler; where it fails the scorer warns
-once and scores eagerly, so a scorer always works.
+(8 sizes) then applies, past which calls run eagerly. Compilation needs a C++ compiler;
+where it fails the scorer warns once and scores eagerly, so a scorer always works.
 
 Example:
     >>> scorer = compile_scorer(load_checkpoint("runs/fluid/model.pt"))
