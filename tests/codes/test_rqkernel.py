@@ -1,4 +1,4 @@
-"""The C encode kernel against NumPy (same formula) and the torch path, including ties and odd K."""
+"""The C encode kernel against NumPy (same formula) and the torch path, including ties, odd K and odd D."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _run_kernel(scores: np.ndarray, cross: list[np.ndarray], levels: int, k: int
     flat = np.concatenate([c.ravel() for c in cross[1:]]).astype(np.float32) if levels > 1 else np.zeros(1, np.float32)
     out = np.full((scores.shape[0], levels), -7, np.int32)
     scores = np.ascontiguousarray(scores, np.float32)
-    assert _kernel()(scores.ctypes.data, scores.shape[0], levels, k, flat.ctypes.data, out.ctypes.data) == -1
+    assert _kernel().levels_argmax(scores.ctypes.data, scores.shape[0], levels, k, flat.ctypes.data, out.ctypes.data) == -1
     return out
 
 
@@ -78,7 +78,7 @@ def test_kernel_returns_the_first_row_with_non_finite_scores() -> None:
     scores[7, 2] = -np.inf
     flat = np.zeros(8 * 8, np.float32)
     out = np.full((12, 2), -1, np.int32)
-    got = _kernel()(scores.ctypes.data, 12, 2, 8, flat.ctypes.data, out.ctypes.data)
+    got = _kernel().levels_argmax(scores.ctypes.data, 12, 2, 8, flat.ctypes.data, out.ctypes.data)
     assert got == 7
     assert (out[:7] == 0).all() and (out[7:] == -1).all()  # rows before it encoded, none after
 
@@ -103,3 +103,56 @@ def test_encode_names_the_first_bad_row_across_workers(use_kernel: bool) -> None
             m.encode(huge)
     finally:
         torch.set_num_threads(threads)
+
+
+def _fused_encode(m: RQKMeans, x: np.ndarray, allow_simd: int) -> tuple[np.ndarray, int]:
+    """codes of x through the fused GEMM + argmax entry point, SIMD or plain C."""
+    state = m._encode_state()
+    kernel = state["kernel"]
+    out = np.full((x.shape[0], m.levels), -7, np.int32)
+    bad = kernel.encode(
+        x.ctypes.data, x.shape[0], x.shape[1], x.strides[0] // 4, state["packed"].data_ptr(), state["bias"].data_ptr(),
+        m.levels, m.codebook_size, state["cross_flat"].data_ptr(), out.ctypes.data, allow_simd,
+    )
+    return out, bad
+
+
+# D and L*K that are not multiples of the kernel's blocks (8 lanes, 16 columns), and row
+# counts that leave a partial last group of 6 rows
+@pytest.mark.parametrize("levels,k,dim,rows", [(4, 64, 128, 1003), (3, 13, 10, 601), (2, 5, 3, 7), (1, 8, 33, 5), (4, 16, 17, 6)])
+def test_fused_gemm_argmax_matches_the_reference_with_and_without_simd(levels: int, k: int, dim: int, rows: int) -> None:
+    rng = np.random.default_rng(levels * 1000 + k + dim)
+    centres = rng.standard_normal((20, dim)).astype(np.float32) * 3
+    x = (centres[rng.integers(0, 20, 2000)] + rng.standard_normal((2000, dim))).astype(np.float32)
+    m = RQKMeans(levels=levels, codebook_size=k, seed=0).fit(x)
+    ref = encode_reference(x[:rows], m.codebooks)
+    for allow_simd in (1, 0):
+        got, bad = _fused_encode(m, x[:rows], allow_simd)
+        assert bad == -1
+        assert (got == ref).all(axis=1).mean() > 0.995  # float32 vs float64 near-ties only
+        # every code is a valid index, and the chosen codewords are (near-)optimal per level
+        assert got.min() >= 0 and got.max() < k
+        err_got = ((x[:rows] - m.decode(got)) ** 2).sum(1)
+        err_ref = ((x[:rows] - m.decode(ref)) ** 2).sum(1)
+        np.testing.assert_allclose(err_got, err_ref, rtol=1e-4, atol=1e-4)
+    simd, _ = _fused_encode(m, x[:rows], 1)
+    plain, _ = _fused_encode(m, x[:rows], 0)
+    assert (simd == plain).all(axis=1).mean() > 0.995  # summation order differs only in rounding
+
+
+def test_fused_kernel_reads_rows_with_a_stride_and_stops_at_the_first_bad_row() -> None:
+    rng = np.random.default_rng(3)
+    wide = rng.standard_normal((40, 24)).astype(np.float32)
+    x = wide[:, :16]  # rows 24 floats apart
+    m = RQKMeans(levels=2, codebook_size=8, seed=0).fit(np.ascontiguousarray(x))
+    ref = encode_reference(np.ascontiguousarray(x), m.codebooks)
+    got, bad = _fused_encode(m, x, 1)
+    assert bad == -1
+    np.testing.assert_array_equal(got, ref)
+    x = x.copy()
+    x[20, 5] = np.nan
+    x[33, 0] = np.inf
+    for allow_simd in (1, 0):
+        got, bad = _fused_encode(m, x, allow_simd)
+        assert bad == 20
+        np.testing.assert_array_equal(got[:18], ref[:18])  # the groups of 6 rows before it are encoded

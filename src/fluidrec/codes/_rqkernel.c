@@ -1,23 +1,25 @@
-/* Per-level argmax of the residual-quantisation encoder (fluidrec.codes.rqkmeans).
+/* Encode kernel of the residual-quantisation encoder (fluidrec.codes.rqkmeans).
  *
- * After one GEMM gives scores[b, l*K + m] = <x_b, c_{l,m}> - ||c_{l,m}||^2 / 2 for every
- * level, the code of level l is
+ * With scores[b, l*K + m] = <x_b, c_{l,m}> - ||c_{l,m}||^2 / 2 for every level (one GEMM
+ * against all levels' codewords), the code of level l is
  *     argmax_m  scores[b, l*K + m] - sum_{j<l} <c_{j, code_j}, c_{l,m}>,
- * with the cross inner products read from tables. NumPy/torch need ~4 passes over the
- * score block per level for this (gather, subtract, argmax, write back), and hold the GIL
- * in between; this loop does it in one pass per row, and ctypes releases the GIL so the
- * encode workers run it in parallel. The plain NumPy reference is
- * fluidrec.codes.rqkmeans.encode_reference; tests compare the two.
+ * with the cross inner products read from tables. fluidrec_rq_encode computes the scores
+ * of six rows at a time with a register-blocked AVX2/FMA GEMM and runs that argmax on them
+ * while they sit in L1; fluidrec_rq_levels_argmax is the argmax alone, on given scores
+ * (tests use it for ties and extreme values). ctypes releases the GIL around each call,
+ * so the encode workers run in parallel. The plain NumPy reference is
+ * fluidrec.codes.rqkmeans.encode_reference; tests compare the two, and the SIMD loops
+ * with the plain-C ones.
  *
- * Ties go to the lowest index, as numpy.argmax does. Inputs are finite (validated).
- * Built by setup.py as an optional extension; without a C compiler fluidrec falls back
- * to the torch/NumPy path.
+ * Ties go to the lowest index, as numpy.argmax does. Built by setup.py as an optional
+ * extension; without a C compiler fluidrec falls back to the torch/NumPy path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -101,12 +103,12 @@ static int all_finite(const float *v, int64_t k) {
  * level's argmax must finish before the next level can look up its cross rows, so one row
  * is a chain of dependent steps; two interleaved rows give the core independent work. */
 #define DEFINE_ROWS(NAME, ATTR, ARGMAX)                                                                           \
-    ATTR static int64_t NAME(const float *scores, int64_t n, int64_t levels, int64_t k, const float *cross,       \
-                             int32_t *codes) {                                                                     \
+    ATTR static int64_t NAME(const float *scores, int64_t n, int64_t stride, int64_t levels, int64_t k,            \
+                             const float *cross, int32_t *codes) {                                                 \
         const float *rows_a[MAX_LEVELS], *rows_b[MAX_LEVELS];                                                     \
         int64_t b = 0;                                                                                            \
         for (; b + 2 <= n; b += 2) {                                                                              \
-            const float *ra = scores + b * levels * k, *rb = ra + levels * k;                                     \
+            const float *ra = scores + b * stride, *rb = ra + stride;                                                                      \
             if (!all_finite(ra, k) || !all_finite(rb, k)) break; /* the single-row loop finds which */          \
             int32_t *oa = codes + b * levels, *ob = oa + levels;                                                  \
             const float *block = cross;                                                                           \
@@ -121,7 +123,7 @@ static int all_finite(const float *v, int64_t k) {
             }                                                                                                     \
         }                                                                                                         \
         for (; b < n; b++) { /* odd last row, or from a non-finite pair on */                                     \
-            const float *ra = scores + b * levels * k;                                                            \
+            const float *ra = scores + b * stride;                                                                 \
             if (!all_finite(ra, k)) return b;                                                                     \
             int32_t *oa = codes + b * levels;                                                                     \
             const float *block = cross;                                                                           \
@@ -151,9 +153,124 @@ int64_t fluidrec_rq_levels_argmax(const float *scores, int64_t n, int64_t levels
                                   int32_t *codes) {
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return rows_avx2(scores, n, levels, k, cross, codes);
+    if (__builtin_cpu_supports("avx2")) return rows_avx2(scores, n, levels * k, levels, k, cross, codes);
 #endif
-    return rows_plain(scores, n, levels, k, cross, codes);
+    return rows_plain(scores, n, levels * k, levels, k, cross, codes);
+}
+
+
+/* ---- Fused path: the GEMM and the argmax in one pass, scores never leave L1 ----
+ *
+ * A score block of 2048 rows x 256 columns is 2 MB: written by the GEMM and read back by
+ * the argmax, it travels through L3 twice. Here a register-blocked GEMM computes the
+ * scores of ROWS rows at a time into a small buffer (ROWS x columns, a few KB, in L1),
+ * and the argmax above runs on it at once. The codewords are packed once per encode call
+ * (fluidrec_rq_pack): panels of COLS columns, each stored (D, COLS) so the inner loop
+ * reads them in order. The micro-kernel is the usual 6 x 16 AVX2/FMA register block:
+ * 12 accumulators, 2 codeword vectors, 1 broadcast of an input value. */
+#define ROWS 6
+#define COLS 16
+
+/* packed[p * d * COLS + t * COLS + c] = codeword (p * COLS + c), component t; zero past ncols. */
+void fluidrec_rq_pack(const float *all_t, int64_t d, int64_t ncols, float *packed) {
+    int64_t npanels = (ncols + COLS - 1) / COLS;
+    for (int64_t p = 0; p < npanels; p++)
+        for (int64_t t = 0; t < d; t++)
+            for (int64_t c = 0; c < COLS; c++) {
+                int64_t col = p * COLS + c;
+                packed[(p * d + t) * COLS + c] = col < ncols ? all_t[t * ncols + col] : 0.0f;
+            }
+}
+
+/* scores[r, p*COLS + c] = bias[col] + sum_t x[r, t] * packed panel p (r < ROWS; x has ROWS rows). */
+static void panel_scores_plain(const float *x, int64_t ldx, int64_t d, const float *packed, const float *bias, int64_t npanels,
+                               float *scores, int64_t stride) {
+    for (int64_t p = 0; p < npanels; p++) {
+        const float *bp = packed + p * d * COLS;
+        for (int64_t r = 0; r < ROWS; r++) {
+            float acc[COLS];
+            for (int64_t c = 0; c < COLS; c++) acc[c] = 0.0f;
+            for (int64_t t = 0; t < d; t++)
+                for (int64_t c = 0; c < COLS; c++) acc[c] += x[r * ldx + t] * bp[t * COLS + c];
+            for (int64_t c = 0; c < COLS; c++) scores[r * stride + p * COLS + c] = acc[c] + bias[p * COLS + c];
+        }
+    }
+}
+
+#ifdef HAVE_AVX2_PATH
+__attribute__((target("avx2,fma"))) static void panel_scores_avx2(const float *x, int64_t ldx, int64_t d, const float *packed,
+                                                                 const float *bias, int64_t npanels, float *scores,
+                                                                 int64_t stride) {
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *x4 = x + 4 * ldx, *x5 = x + 5 * ldx;
+    for (int64_t p = 0; p < npanels; p++) {
+        const float *bp = packed + p * d * COLS;
+        __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+        __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+        __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < d; t++) {
+            __m256 b0 = _mm256_loadu_ps(bp + t * COLS), b1 = _mm256_loadu_ps(bp + t * COLS + 8), a;
+            a = _mm256_broadcast_ss(x0 + t); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+            a = _mm256_broadcast_ss(x1 + t); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+            a = _mm256_broadcast_ss(x2 + t); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+            a = _mm256_broadcast_ss(x3 + t); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+            a = _mm256_broadcast_ss(x4 + t); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+            a = _mm256_broadcast_ss(x5 + t); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        }
+        __m256 bias0 = _mm256_loadu_ps(bias + p * COLS), bias1 = _mm256_loadu_ps(bias + p * COLS + 8);
+        float *o = scores + p * COLS;
+        _mm256_storeu_ps(o, _mm256_add_ps(c00, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c01, bias1)); o += stride;
+        _mm256_storeu_ps(o, _mm256_add_ps(c10, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c11, bias1)); o += stride;
+        _mm256_storeu_ps(o, _mm256_add_ps(c20, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c21, bias1)); o += stride;
+        _mm256_storeu_ps(o, _mm256_add_ps(c30, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c31, bias1)); o += stride;
+        _mm256_storeu_ps(o, _mm256_add_ps(c40, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c41, bias1)); o += stride;
+        _mm256_storeu_ps(o, _mm256_add_ps(c50, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c51, bias1));
+    }
+}
+#endif
+
+/* codes (n, levels) of the rows of x (n, d; row stride ldx), straight from the input.
+ *   packed: fluidrec_rq_pack of the (d, levels * k) codeword matrix;
+ *   bias:   -||c||^2 / 2 per column, padded with zeros to a multiple of COLS;
+ *   cross:  as for fluidrec_rq_levels_argmax;
+ *   allow_simd: 0 forces the plain-C loops (tests compare both).
+ * Returns the first row whose input has a NaN/inf (or whose scores overflow), or -1 (rows
+ * before it are encoded), or -2 when the two small work buffers cannot be allocated. */
+int64_t fluidrec_rq_encode(const float *x, int64_t n, int64_t d, int64_t ldx, const float *packed, const float *bias,
+                           int64_t levels, int64_t k, const float *cross, int32_t *codes, int64_t allow_simd) {
+    int64_t ncols = levels * k, npanels = (ncols + COLS - 1) / COLS, stride = npanels * COLS;
+    float *scores = malloc(sizeof(float) * ROWS * stride);
+    float *tail = calloc((size_t)(ROWS * d), sizeof(float));
+    if (!scores || !tail) { free(scores); free(tail); return -2; }
+    int avx2 = 0;
+#ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    avx2 = allow_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    int64_t bad = -1;
+    for (int64_t b = 0; b < n && bad < 0; b += ROWS) {
+        int64_t rows = n - b < ROWS ? n - b : ROWS;
+        const float *xb = x + b * ldx;
+        int64_t ld = ldx;
+        if (rows < ROWS) { /* last rows: a zero-padded copy, so the kernel always does ROWS */
+            for (int64_t r = 0; r < rows; r++) memcpy(tail + r * d, xb + r * ldx, sizeof(float) * (size_t)d);
+            xb = tail; ld = d;
+        }
+        int64_t row_bad;
+#ifdef HAVE_AVX2_PATH
+        if (avx2) {
+            panel_scores_avx2(xb, ld, d, packed, bias, npanels, scores, stride);
+            row_bad = rows_avx2(scores, rows, stride, levels, k, cross, codes + b * levels);
+        } else
+#endif
+        {
+            panel_scores_plain(xb, ld, d, packed, bias, npanels, scores, stride);
+            row_bad = rows_plain(scores, rows, stride, levels, k, cross, codes + b * levels);
+        }
+        if (row_bad >= 0) bad = b + row_bad;
+    }
+    free(scores);
+    free(tail);
+    return bad;
 }
 
 /* An importable (empty) module, so the build is an ordinary extension; fluidrec calls the

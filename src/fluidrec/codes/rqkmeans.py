@@ -163,8 +163,18 @@ def _kmeans_faiss(faiss: Any, x: np.ndarray, k: int, cfg: RQKMeansConfig, seed: 
 _KERNEL: Any = None
 
 
-def _kernel() -> Any:
-    """The C encode kernel as a ctypes function, or None where the extension was not built."""
+@dataclasses.dataclass(frozen=True)
+class _Kernel:
+    """The C encode kernel's entry points (ctypes functions; see _rqkernel.c)."""
+
+    levels_argmax: Any  # (scores, n, levels, k, cross, codes) -> first bad row or -1
+    pack: Any  # (all_t, d, ncols, packed) -> None
+    encode: Any  # (x, n, d, ldx, packed, bias, levels, k, cross, codes, allow_simd) -> first bad row, -1 or -2
+    panel: int  # the GEMM's column panel width: packed and bias are padded to a multiple of it
+
+
+def _kernel() -> _Kernel | None:
+    """The C encode kernel, or None where the extension was not built."""
     global _KERNEL
     if _KERNEL is None:
         _KERNEL = False
@@ -173,11 +183,19 @@ def _kernel() -> Any:
 
             from fluidrec.codes import _rqkernel
 
-            fn = ctypes.CDLL(_rqkernel.__file__).fluidrec_rq_levels_argmax
+            lib = ctypes.CDLL(_rqkernel.__file__)
             ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-            fn.argtypes = [ptr, i64, i64, i64, ptr, ptr]
-            fn.restype = ctypes.c_int64
-            _KERNEL = fn
+            signatures = {
+                "fluidrec_rq_levels_argmax": ([ptr, i64, i64, i64, ptr, ptr], i64),
+                "fluidrec_rq_pack": ([ptr, i64, i64, ptr], None),
+                "fluidrec_rq_encode": ([ptr, i64, i64, i64, ptr, ptr, i64, i64, ptr, ptr, i64], i64),
+            }
+            fns = {}
+            for name, (args, res) in signatures.items():
+                fn = getattr(lib, name)
+                fn.argtypes, fn.restype = args, res
+                fns[name.removeprefix("fluidrec_rq_")] = fn
+            _KERNEL = _Kernel(fns["levels_argmax"], fns["pack"], fns["encode"], panel=16)
         except (ImportError, OSError, AttributeError):
             pass
     return _KERNEL or None
@@ -390,10 +408,15 @@ class RQKMeans:
             # cross[l] stacks <c_j, c_l> for j < l: (l*K, K); row j*K + k is codeword k of level j
             state["cross"] = [torch.cat([cb64[j] @ cb64[lv].T for j in range(lv)], dim=0).float() if lv else None for lv in range(L)]
             state["offsets"] = torch.arange(L, dtype=torch.int64) * K  # (L,)
-            state["kernel"] = _kernel() if self.encode_path() == "C kernel" else None
-            if state["kernel"] is not None:  # the C kernel reads the level blocks back to back
-                blocks = [c.reshape(-1) for c in state["cross"][1:]]
+            kernel = state["kernel"] = _kernel() if self.encode_path() == "C kernel" else None
+            if kernel is not None:
+                blocks = [c.reshape(-1) for c in state["cross"][1:]]  # read back to back by the kernel
                 state["cross_flat"] = torch.cat(blocks) if blocks else torch.zeros(1)
+                padded = -(-L * K // kernel.panel) * kernel.panel
+                state["packed"] = torch.empty(padded * D)  # the codewords in the GEMM's panel order
+                kernel.pack(state["all_t"].data_ptr(), D, L * K, state["packed"].data_ptr())
+                state["bias"] = torch.zeros(padded)
+                state["bias"][: L * K] = state["neg_half_norm"]
         return state
 
     @staticmethod
@@ -403,21 +426,27 @@ class RQKMeans:
         With r_l = x - sum_{j<l} c_j, the score to maximise at level l is
         <r_l, c> - ||c||^2/2 = (<x, c> - ||c||^2/2) - sum_{j<l} <c_j, c>, so a single
         (B, D) x (D, L*K) GEMM replaces L thin ones, and the prefix terms are rows of
-        precomputed cross-level inner-product tables. The C kernel, when built, does the
-        per-level subtract + argmax in one pass per row. Otherwise the argmax runs in NumPy (its SIMD
+        precomputed cross-level inner-product tables. The C kernel, when built, runs the GEMM
+        a few rows at a time and the per-level subtract + argmax on those rows' scores while
+        they are still in L1 (a 2 MB score block read back from L3 cost ~10%). Otherwise the
+        GEMM runs in torch and the argmax in NumPy (its SIMD
         row argmax beat torch's for K=64 on the machines we timed); the GEMM stays in torch,
         because mixing two BLAS thread pools makes both spin and slows everything down.
         """
         L = out.shape[1]
         K = state["neg_half_norm"].shape[0] // L
+        kernel = state["kernel"]
+        if kernel is not None:  # GEMM and argmax fused; also finds rows with NaN/inf (see _rqkernel.c)
+            n, D = x.shape
+            bad = kernel.encode(x.data_ptr(), n, D, x.stride(0), state["packed"].data_ptr(), state["bias"].data_ptr(), L, K, state["cross_flat"].data_ptr(), out.data_ptr(), 1)
+            if bad == -2:
+                raise MemoryError("RQ-KMeans encode kernel: could not allocate its score buffer")
+            return None if bad < 0 else int(bad)
         scratch = state.get("scratch", {})
         buf = scratch.get("scores")
         if buf is None or buf.shape[0] < x.shape[0]:
             buf = scratch["scores"] = torch.empty((x.shape[0], L * K))
         scores = torch.addmm(state["neg_half_norm"], x, state["all_t"], out=buf[: x.shape[0]])  # (B, L*K)
-        if state["kernel"] is not None:  # also finds rows with NaN/inf (see _rqkernel.c)
-            bad = state["kernel"](scores.data_ptr(), x.shape[0], L, K, state["cross_flat"].data_ptr(), out.data_ptr())
-            return None if bad < 0 else int(bad)
         scores_np = scores.numpy()
         bad = first_non_finite_row(scores_np[:, :K])  # same rule as the kernel: level-0 scores
         if bad is not None:
