@@ -1,7 +1,11 @@
-"""Build the optional C kernel of the RQ-KMeans encoder (everything else is in pyproject.toml).
+"""Build fluidrec's optional C kernels (everything else is in pyproject.toml).
+
+- ``fluidrec.codes._rqkernel``: the RQ-KMeans encoder (``fluidrec.codes.rqkmeans.kernel_available()``);
+- ``fluidrec.ranker._attnkernel``: small-token attention for compiled ranker inference
+  (``fluidrec.ranker.attention.kernel_available()``).
 
 ``optional=True``: without a C compiler the install still succeeds and fluidrec uses its
-torch/NumPy encode path (``fluidrec.codes.rqkmeans.kernel_available()`` says which).
+torch paths (same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +17,12 @@ setup(
             sources=["src/fluidrec/codes/_rqkernel.c"],
             extra_compile_args=["-O3"],
             optional=True,
-        )
+        ),
+        Extension(
+            "fluidrec.ranker._attnkernel",
+            sources=["src/fluidrec/ranker/_attnkernel.c"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ]
 )

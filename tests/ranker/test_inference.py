@@ -1,14 +1,13 @@
-"""The low-latency Scorer: pairwise attention, compiled graph, snapshot and fallback behaviour."""
+"""The low-latency Scorer: compiled graph, snapshot and fallback behaviour."""
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fluidrec.ranker.inference as inference
 from fluidrec.errors import UsageError
 from fluidrec.ranker.arms import build_arm
-from fluidrec.ranker.backbone import pairwise_attention
+from fluidrec.ranker.attention import best_inference_form
 from fluidrec.ranker.evaluate import ScoringContext, score, score_candidates
 from fluidrec.ranker.inference import compile_scorer
 from fluidrec.ranker.model import build_ranker
@@ -26,13 +25,6 @@ def model(toy_features):
         for p in m.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return m
-
-
-@pytest.mark.parametrize("shape", [(3, 2, 7, 8), (1, 4, 1, 16), (5, 1, 12, 4)])
-def test_pairwise_attention_matches_sdpa(shape):
-    g = torch.Generator().manual_seed(1)
-    q, k, v = (torch.randn(shape, generator=g) * 2 for _ in range(3))
-    torch.testing.assert_close(pairwise_attention(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
 
 
 def test_eager_scorer_equals_score_and_is_a_snapshot(model, toy_features):
@@ -75,7 +67,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(model, toy_feature
     with pytest.warns(RuntimeWarning, match=r"compiling the ranker failed \(RuntimeError: no C\+\+ compiler found\); scoring eagerly"):
         got = scorer(batch)
     assert not scorer.compiled
-    assert not any(layer.pairwise for layer in scorer.model.backbone.layers)  # eager runs use SDPA
+    assert all(layer.attention == "sdpa" for layer in scorer.model.backbone.layers)  # eager runs use SDPA
     want = score(model, batch)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7)
@@ -89,7 +81,7 @@ def test_bad_input_raises_its_own_error_and_keeps_the_compiled_path(model, toy_f
     with pytest.raises(UsageError, match="codes have 1 levels, the model expects 3"):
         scorer(batch)
     assert scorer.compiled  # an input error is not a compiler failure
-    assert all(layer.pairwise for layer in scorer.model.backbone.layers)
+    assert all(layer.attention == best_inference_form() for layer in scorer.model.backbone.layers)
 
 
 def test_score_candidates_accepts_a_scorer(model, toy):

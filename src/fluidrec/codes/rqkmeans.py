@@ -177,27 +177,17 @@ def _kernel() -> _Kernel | None:
     """The C encode kernel, or None where the extension was not built."""
     global _KERNEL
     if _KERNEL is None:
-        _KERNEL = False
-        try:
-            import ctypes
+        from fluidrec.utils.ckernel import load_kernel
 
-            from fluidrec.codes import _rqkernel
-
-            lib = ctypes.CDLL(_rqkernel.__file__)
-            ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-            signatures = {
-                "fluidrec_rq_levels_argmax": ([ptr, i64, i64, i64, ptr, ptr], i64),
-                "fluidrec_rq_pack": ([ptr, i64, i64, ptr], None),
-                "fluidrec_rq_encode": ([ptr, i64, i64, i64, ptr, ptr, i64, i64, ptr, ptr, i64], i64),
-            }
-            fns = {}
-            for name, (args, res) in signatures.items():
-                fn = getattr(lib, name)
-                fn.argtypes, fn.restype = args, res
-                fns[name.removeprefix("fluidrec_rq_")] = fn
-            _KERNEL = _Kernel(fns["levels_argmax"], fns["pack"], fns["encode"], panel=16)
-        except (ImportError, OSError, AttributeError):
-            pass
+        fns = load_kernel(
+            "fluidrec.codes._rqkernel",
+            {
+                "fluidrec_rq_levels_argmax": (["p", "i", "i", "i", "p", "p"], "i"),
+                "fluidrec_rq_pack": (["p", "i", "i", "p"], None),
+                "fluidrec_rq_encode": (["p", "i", "i", "i", "p", "p", "i", "i", "p", "p", "i"], "i"),
+            },
+        )
+        _KERNEL = _Kernel(fns["fluidrec_rq_levels_argmax"], fns["fluidrec_rq_pack"], fns["fluidrec_rq_encode"], panel=16) if fns else False
     return _KERNEL or None
 
 

@@ -1,0 +1,39 @@
+"""Load fluidrec's optional C kernels (plain C functions in small extension modules).
+
+The kernels are built by ``setup.py`` as optional extensions; each module is an empty
+Python module whose shared object also exports plain C functions, called through ctypes
+(which releases the GIL for the call). Where a kernel was not built (no C compiler at
+install time) ``load_kernel`` returns None and callers take their torch path.
+
+Example:
+    >>> fns = load_kernel("fluidrec.ranker._attnkernel", {"fluidrec_token_attention": (["p", "i", "i", "i", "i", "p", "i"], "i")})
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+from typing import Any
+
+_TYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, None: None}
+
+
+def load_kernel(module: str, signatures: dict[str, tuple[list[str], str | None]]) -> dict[str, Any] | None:
+    """name -> ctypes function for each C function of ``module``, or None if it is not built.
+
+    Args:
+        module: dotted name of the extension module.
+        signatures: C function name -> (argument types, return type); types are "p" (pointer),
+            "i" (int64) or None (void return).
+    """
+    try:
+        lib = ctypes.CDLL(importlib.import_module(module).__file__)
+        fns = {}
+        for name, (args, res) in signatures.items():
+            fn = getattr(lib, name)
+            fn.argtypes = [_TYPES[a] for a in args]
+            fn.restype = _TYPES[res]
+            fns[name] = fn
+        return fns
+    except (ImportError, OSError, AttributeError, TypeError):
+        return None
