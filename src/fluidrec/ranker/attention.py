@@ -8,9 +8,10 @@
 All three give the same result up to float rounding (tests compare them). With T ~ 7 tokens
 and 16-wide heads torch's kernels are a poor fit: SDPA makes a call per (sample, head), and
 inductor's fused pairwise loop reduces each 16-wide dot product horizontally. For 200
-candidates of the default ranker one layer's attention took 0.69 ms as the fused pairwise
-loop and ~0.05 ms in the kernel (2 threads). ``best_inference_form()`` picks the kernel
-where it was built and the pairwise form otherwise.
+candidates of the default ranker one layer's attention took 0.66-0.72 ms as the fused
+pairwise loop (2 threads) and 0.29 ms in the kernel (1 thread; ~0.49 ms inside a compiled
+graph, which calls a Python op through inductor's proxy executor). ``best_inference_form()``
+picks the kernel where it was built and the pairwise form otherwise.
 
 Example:
     >>> qkv = torch.randn(200, 7, 3 * 64)                 # (B, T, 3D), fused q|k|v projection

@@ -2,10 +2,11 @@
 
 ``compile_scorer(model)`` snapshots the model and compiles its forward pass with
 ``torch.compile`` (inductor, weights frozen as constants, a C++ wrapper around the
-kernels), with the backbone's pairwise attention, which fuses under compilation. Eager
-PyTorch spends most of a 200-candidate request on per-op overhead for these small
-tensors; compilation fuses the norms, activations and attention into a few loops around
-the matrix products (``benchmarks/ranker.py`` prints both latencies).
+kernels). Eager PyTorch spends most of a 200-candidate request on per-op overhead for
+these small tensors; compilation fuses the norms and activations into a few loops around
+the matrix products, and the attention runs in the form ``fluidrec.ranker.attention``
+picks for inference (a small C kernel where it was built, else a pairwise form that
+fuses). ``benchmarks/ranker.py`` prints both latencies.
 
 The first call for each batch size compiles (about 25-40 s on 2 cores; inductor caches
 the result on disk for later processes). Serving usually scores a fixed number of
