@@ -9,7 +9,7 @@ OUT ?= runs/demo
 .PHONY: test demo bench venv clean
 
 # setup.py builds the optional C kernels; editing it or a kernel re-runs the install.
-$(BIN)/fluidrec: pyproject.toml setup.py src/fluidrec/codes/_rqkernel.c src/fluidrec/ranker/_attnkernel.c
+$(BIN)/fluidrec: pyproject.toml setup.py src/fluidrec/codes/_rqkernel.c src/fluidrec/ranker/_fusedkernel.c
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	# torch is pinned to the CPU wheel first so no dependency can pull a CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0"
@@ -28,4 +28,4 @@ bench: venv
 	@for f in benchmarks/*.py; do echo "== $$f"; HF_HUB_OFFLINE=1 $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache build src/fluidrec/codes/_rqkernel*.so src/fluidrec/ranker/_attnkernel*.so
+	rm -rf $(VENV) runs .pytest_cache build src/fluidrec/codes/_rqkernel*.so src/fluidrec/ranker/_fusedkernel*.so

@@ -1,7 +1,7 @@
 """Build fluidrec's optional C kernels (everything else is in pyproject.toml).
 
 - ``fluidrec.codes._rqkernel``: the RQ-KMeans encoder (``fluidrec.codes.rqkmeans.kernel_available()``);
-- ``fluidrec.ranker._attnkernel``: small-token attention for compiled ranker inference
+- ``fluidrec.ranker._fusedkernel``: small-token attention for compiled ranker inference
   (``fluidrec.ranker.attention.kernel_available()``).
 
 ``optional=True``: without a C compiler the install still succeeds and fluidrec uses its
@@ -19,9 +19,10 @@ setup(
             optional=True,
         ),
         Extension(
-            "fluidrec.ranker._attnkernel",
-            sources=["src/fluidrec/ranker/_attnkernel.c"],
-            extra_compile_args=["-O3"],
+            "fluidrec.ranker._fusedkernel",
+            sources=["src/fluidrec/ranker/_fusedkernel.c"],
+            extra_compile_args=["-O3", "-pthread"],
+            extra_link_args=["-pthread"],
             optional=True,
         ),
     ]

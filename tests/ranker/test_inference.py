@@ -7,7 +7,7 @@ import torch
 import fluidrec.ranker.inference as inference
 from fluidrec.errors import UsageError
 from fluidrec.ranker.arms import build_arm
-from fluidrec.ranker.attention import best_inference_form
+from fluidrec.ranker.fused import kernel_available
 from fluidrec.ranker.evaluate import ScoringContext, score, score_candidates
 from fluidrec.ranker.inference import compile_scorer
 from fluidrec.ranker.model import build_ranker
@@ -68,6 +68,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(model, toy_feature
         got = scorer(batch)
     assert not scorer.compiled
     assert all(layer.attention == "sdpa" for layer in scorer.model.backbone.layers)  # eager runs use SDPA
+    assert scorer.model.backbone.fused is None  # ... and the torch backbone
     want = score(model, batch)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7)
@@ -81,7 +82,8 @@ def test_bad_input_raises_its_own_error_and_keeps_the_compiled_path(model, toy_f
     with pytest.raises(UsageError, match="codes have 1 levels, the model expects 3"):
         scorer(batch)
     assert scorer.compiled  # an input error is not a compiler failure
-    assert all(layer.attention == best_inference_form() for layer in scorer.model.backbone.layers)
+    assert all(layer.attention == "pairwise" for layer in scorer.model.backbone.layers)
+    assert (scorer.model.backbone.fused is not None) == kernel_available()
 
 
 def test_score_candidates_accepts_a_scorer(model, toy):

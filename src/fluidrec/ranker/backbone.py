@@ -97,8 +97,17 @@ class Backbone(nn.Module):
         self.tok_type = nn.Parameter(torch.randn(num_tokens, cfg.dim) * 0.02)
         self.layers = nn.ModuleList(Layer(cfg, num_tokens) for _ in range(cfg.layers))
         self.norm = nn.RMSNorm(cfg.dim)
+        # inference only: the weights packed for the fused C forward (fluidrec.ranker.fused);
+        # a compiled Scorer sets it on its own frozen copy
+        self.fused: torch.Tensor | None = None
+        self.fused_threads = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            from fluidrec.ranker.fused import backbone_forward, norm_eps
+
+            c = self.cfg
+            return backbone_forward(x, self.fused, c.heads, c.dim * c.ffn_mult, c.layers, norm_eps(self), self.fused_threads)
         x = x + self.tok_type  # (B, T, D)
         for layer in self.layers:
             x = layer(x)

@@ -3,10 +3,11 @@
 ``compile_scorer(model)`` snapshots the model and compiles its forward pass with
 ``torch.compile`` (inductor, weights frozen as constants, a C++ wrapper around the
 kernels). Eager PyTorch spends most of a 200-candidate request on per-op overhead for
-these small tensors; compilation fuses the norms and activations into a few loops around
-the matrix products, and the attention runs in the form ``fluidrec.ranker.attention``
-picks for inference (a small C kernel where it was built, else a pairwise form that
-fuses). ``benchmarks/ranker.py`` prints both latencies.
+these small tensors. In the compiled graph the backbone is one call of a C kernel
+(``fluidrec.ranker.fused``: all layers, two threads over halves of the batch) where it was
+built and the widths fit, else the torch backbone with its pairwise attention, which
+fuses; the tokenizer and heads are inductor kernels. ``benchmarks/ranker.py`` prints both
+latencies.
 
 The first call for each batch size compiles (about 25-40 s on 2 cores; inductor caches
 the result on disk for later processes). Serving usually scores a fixed number of
@@ -23,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -32,12 +34,28 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fluidrec.ranker.attention import best_inference_form
 from fluidrec.ranker.batching import Batch
+from fluidrec.ranker.fused import pack_backbone, unsupported_reason
 from fluidrec.ranker.model import Ranker
 
 
 _BATCH_TENSORS = tuple(f.name for f in dataclasses.fields(Batch) if f.name != "labels")
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """torch's own ops on n threads for the block (None: unchanged). With the fused backbone
+    running its own two threads, torch's OpenMP threads would spin-wait after each of their
+    parallel regions and take the cores from it (measured 50% slower)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _DropShimNotice(logging.Filter):
@@ -68,17 +86,24 @@ class Scorer:
         self.tasks = tuple(t.name for t in self.model.tasks)
         self.compiled = compile
         self._compiled_fn: Callable[..., torch.Tensor] | None = None
+        self._packed: torch.Tensor | None = None
         if compile:
             ir_log = logging.getLogger("torch._inductor.ir")
             if not any(isinstance(f, _DropShimNotice) for f in ir_log.filters):
                 ir_log.addFilter(_DropShimNotice())
-            self._set_attention(best_inference_form())
+            bb = self.model.backbone
+            self._packed = pack_backbone(bb) if unsupported_reason(bb) is None else None
+            bb.fused_threads = torch.get_num_threads()
+            self._set_compiled_forms(True)
             self._compiled_fn = torch.compile(self._probabilities, dynamic=dynamic)
 
-    def _set_attention(self, form: str) -> None:
-        """Compiled graphs use the attention kernel (or the pairwise form, which fuses); eager runs SDPA."""
-        for layer in self.model.backbone.layers:
-            layer.attention = form
+    def _set_compiled_forms(self, on: bool) -> None:
+        """Compiled graphs run the backbone as one C call (fluidrec.ranker.fused) where it was
+        built and fits, else the pairwise attention, which fuses; eager runs use SDPA."""
+        bb = self.model.backbone
+        bb.fused = self._packed if on else None
+        for layer in bb.layers:
+            layer.attention = "pairwise" if on else "sdpa"
 
     def _probabilities(self, *tensors: torch.Tensor) -> torch.Tensor:
         # The batch goes in as plain tensors and is rebuilt inside: guards on a dataclass's
@@ -95,15 +120,14 @@ class Scorer:
         try:
             # freezing: weights become constants (prepacked for MKL); cpp_wrapper: the graph's
             # kernel calls run from C++ rather than Python (measured ~0.9 ms of a 9 ms request)
-            with inductor_config.patch(freezing=True, cpp_wrapper=True):
+            with inductor_config.patch(freezing=True, cpp_wrapper=True), _torch_threads(1 if self.model.backbone.fused is not None else None):
                 return self._compiled_fn(*tensors)
         except Exception as err:  # noqa: BLE001 - any compiler failure; re-raised below if eager fails too
-            compiled_form = self.model.backbone.layers[0].attention
-            self._set_attention("sdpa")
+            self._set_compiled_forms(False)
             try:
                 probs = self._probabilities(*tensors)  # an input error raises here, with its own message
             except Exception:
-                self._set_attention(compiled_form)  # keep the compiled path for the next, valid batch
+                self._set_compiled_forms(True)  # keep the compiled path for the next, valid batch
                 raise
             warnings.warn(
                 f"fluidrec: compiling the ranker failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "

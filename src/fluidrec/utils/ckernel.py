@@ -6,7 +6,7 @@ Python module whose shared object also exports plain C functions, called through
 install time) ``load_kernel`` returns None and callers take their torch path.
 
 Example:
-    >>> fns = load_kernel("fluidrec.ranker._attnkernel", {"fluidrec_token_attention": (["p", "i", "i", "i", "i", "p", "i"], "i")})
+    >>> fns = load_kernel("fluidrec.ranker._fusedkernel", {"fluidrec_token_attention": (["p", "i", "i", "i", "i", "p", "i"], "i")})
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ctypes
 import importlib
 from typing import Any
 
-_TYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, None: None}
+_TYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, "d": ctypes.c_double, None: None}
 
 
 def load_kernel(module: str, signatures: dict[str, tuple[list[str], str | None]]) -> dict[str, Any] | None:
@@ -24,7 +24,7 @@ def load_kernel(module: str, signatures: dict[str, tuple[list[str], str | None]]
     Args:
         module: dotted name of the extension module.
         signatures: C function name -> (argument types, return type); types are "p" (pointer),
-            "i" (int64) or None (void return).
+            "i" (int64), "d" (double) or None (void return).
     """
     try:
         lib = ctypes.CDLL(importlib.import_module(module).__file__)
