@@ -1,8 +1,8 @@
 """Build fluidrec's optional C kernels (everything else is in pyproject.toml).
 
 - ``fluidrec.codes._rqkernel``: the RQ-KMeans encoder (``fluidrec.codes.rqkmeans.kernel_available()``);
-- ``fluidrec.ranker._fusedkernel``: small-token attention for compiled ranker inference
-  (``fluidrec.ranker.attention.kernel_available()``).
+- ``fluidrec.ranker._fusedkernel``: the ranker backbone in one call, for compiled inference
+  (``fluidrec.ranker.fused.kernel_available()``).
 
 ``optional=True``: without a C compiler the install still succeeds and fluidrec uses its
 torch paths (same results, slower).

@@ -59,3 +59,16 @@ def test_unsupported_widths_and_eps_are_named():
     bb = Backbone(BackboneConfig(dim=16), num_tokens=3)
     bb.layers[0].norm1.eps = 1e-5
     assert unsupported_reason(bb) == "the norms use different eps"
+
+
+def test_a_nan_stays_in_its_own_sample_as_in_torch():
+    bb = _backbone(32, 2, 4, 2, 5)
+    x = torch.randn(8, 5, 32)
+    x[3, 1, 7] = float("nan")
+    with torch.no_grad():
+        want = bb(x)
+    for simd in (True, False):
+        got = backbone_forward(x, pack_backbone(bb), 4, 64, 2, norm_eps(bb), 2, simd)
+        assert torch.isnan(got[3]).all() and torch.isnan(want[3]).all()  # NaN, not a silent number
+        keep = torch.arange(8) != 3
+        torch.testing.assert_close(got[keep], want[keep], atol=2e-5, rtol=2e-5)

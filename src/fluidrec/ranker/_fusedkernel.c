@@ -54,11 +54,11 @@ static void head_plain(const float *q, const float *k, const float *v, int64_t l
 }
 
 #ifdef HAVE_AVX2_PATH
-/* exp for x <= 0 (softmax after subtracting the row maximum): 2^n * p(r), x = n ln2 + r,
- * |r| <= ln2/2, Cephes' degree-7 polynomial (relative error ~2e-7, like expf); below -87 it
- * underflows to 0, as expf does (to within the last denormals). */
-__attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp_nonpositive(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+/* exp for x <= 88: 2^n * p(r), x = n ln2 + r, |r| <= ln2/2, Cephes' degree-7 polynomial
+ * (relative error ~2e-7, like expf). Inputs below -87 give e^-87 ~ 1.6e-38 instead of a
+ * denormal or 0, which no caller can tell from 0 (softmax weights, 1 + e^-x in SiLU). */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp_poly(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x); /* NaN stays NaN: max/min return their second operand on NaN */
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); /* ln2 split in two for accuracy */
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
@@ -126,7 +126,7 @@ __attribute__((target("avx2,fma"))) static void head_avx2(const float *q, const 
     }
     __m256 sum = _mm256_setzero_ps();
     for (int j = 0; j < 8; j++) {
-        s[j] = j < t ? exp_nonpositive(_mm256_sub_ps(s[j], m)) : _mm256_setzero_ps();
+        s[j] = j < t ? exp_poly(_mm256_sub_ps(s[j], m)) : _mm256_setzero_ps();
         sum = _mm256_add_ps(sum, s[j]);
     }
     __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
@@ -182,11 +182,11 @@ int64_t fluidrec_token_attention(const float *qkv, int64_t b, int64_t t, int64_t
 #define GR 6  /* GEMM rows per register block */
 #define GC 16 /* GEMM columns per packed panel */
 
-/* exp for any float: as exp_nonpositive, clamped to [-87, 88] (e^88 ~ 1.7e38 < FLT_MAX). */
+/* exp for any float: exp_poly with the input clamped to <= 88 (e^88 ~ 1.7e38 < FLT_MAX). */
 #ifdef HAVE_AVX2_PATH
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp_any(__m256 x) {
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    return exp_nonpositive(x); /* exp_nonpositive clamps below; its polynomial holds for any |r| <= ln2/2 */
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
+    return exp_poly(x);
 }
 
 /* out[r, p*GC + c] = (accumulate ? out : 0) + bias[p*GC + c] + sum_k x[r, k] * packed[p, k, c], r < GR. */
