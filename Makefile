@@ -9,7 +9,7 @@ OUT ?= runs/demo
 .PHONY: test demo bench venv clean
 
 # setup.py builds the optional C kernels; editing it or a kernel re-runs the install.
-$(BIN)/fluidrec: pyproject.toml setup.py src/fluidrec/codes/_rqkernel.c src/fluidrec/ranker/_fusedkernel.c
+$(BIN)/fluidrec: pyproject.toml setup.py src/fluidrec/codes/_rqkernel.c src/fluidrec/ranker/_fusedkernel.c src/fluidrec/_gemm6x16.h
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	# torch is pinned to the CPU wheel first so no dependency can pull a CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0"

@@ -15,12 +15,14 @@ setup(
         Extension(
             "fluidrec.codes._rqkernel",
             sources=["src/fluidrec/codes/_rqkernel.c"],
+            depends=["src/fluidrec/_gemm6x16.h"],
             extra_compile_args=["-O3"],
             optional=True,
         ),
         Extension(
             "fluidrec.ranker._fusedkernel",
             sources=["src/fluidrec/ranker/_fusedkernel.c"],
+            depends=["src/fluidrec/_gemm6x16.h"],
             extra_compile_args=["-O3", "-pthread"],
             extra_link_args=["-pthread"],
             optional=True,

@@ -26,6 +26,8 @@
 #define HAVE_AVX2_PATH 1
 #endif
 
+#include "../_gemm6x16.h"
+
 #define MAX_LEVELS 64
 
 /* First index of the largest value of s[m] - sum_r rows[r][m] (plain C; subtraction in row order). */
@@ -166,10 +168,10 @@ int64_t fluidrec_rq_levels_argmax(const float *scores, int64_t n, int64_t levels
  * scores of ROWS rows at a time into a small buffer (ROWS x columns, a few KB, in L1),
  * and the argmax above runs on it at once. The codewords are packed once per encode call
  * (fluidrec_rq_pack): panels of COLS columns, each stored (D, COLS) so the inner loop
- * reads them in order. The micro-kernel is the usual 6 x 16 AVX2/FMA register block:
- * 12 accumulators, 2 codeword vectors, 1 broadcast of an input value. */
-#define ROWS 6
-#define COLS 16
+ * reads them in order. The micro-kernel is the 6 x 16 AVX2/FMA register block of
+ * _gemm6x16.h, shared with the ranker's fused kernel. */
+#define ROWS GR /* rows per GEMM block (_gemm6x16.h) */
+#define COLS GC /* columns per packed panel */
 
 /* packed[p * d * COLS + t * COLS + c] = codeword (p * COLS + c), component t; zero past ncols. */
 void fluidrec_rq_pack(const float *all_t, int64_t d, int64_t ncols, float *packed) {
@@ -181,52 +183,6 @@ void fluidrec_rq_pack(const float *all_t, int64_t d, int64_t ncols, float *packe
                 packed[(p * d + t) * COLS + c] = col < ncols ? all_t[t * ncols + col] : 0.0f;
             }
 }
-
-/* scores[r, p*COLS + c] = bias[col] + sum_t x[r, t] * packed panel p (r < ROWS; x has ROWS rows). */
-static void panel_scores_plain(const float *x, int64_t ldx, int64_t d, const float *packed, const float *bias, int64_t npanels,
-                               float *scores, int64_t stride) {
-    for (int64_t p = 0; p < npanels; p++) {
-        const float *bp = packed + p * d * COLS;
-        for (int64_t r = 0; r < ROWS; r++) {
-            float acc[COLS];
-            for (int64_t c = 0; c < COLS; c++) acc[c] = 0.0f;
-            for (int64_t t = 0; t < d; t++)
-                for (int64_t c = 0; c < COLS; c++) acc[c] += x[r * ldx + t] * bp[t * COLS + c];
-            for (int64_t c = 0; c < COLS; c++) scores[r * stride + p * COLS + c] = acc[c] + bias[p * COLS + c];
-        }
-    }
-}
-
-#ifdef HAVE_AVX2_PATH
-__attribute__((target("avx2,fma"))) static void panel_scores_avx2(const float *x, int64_t ldx, int64_t d, const float *packed,
-                                                                 const float *bias, int64_t npanels, float *scores,
-                                                                 int64_t stride) {
-    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *x4 = x + 4 * ldx, *x5 = x + 5 * ldx;
-    for (int64_t p = 0; p < npanels; p++) {
-        const float *bp = packed + p * d * COLS;
-        __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-        __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-        __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-        for (int64_t t = 0; t < d; t++) {
-            __m256 b0 = _mm256_loadu_ps(bp + t * COLS), b1 = _mm256_loadu_ps(bp + t * COLS + 8), a;
-            a = _mm256_broadcast_ss(x0 + t); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-            a = _mm256_broadcast_ss(x1 + t); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-            a = _mm256_broadcast_ss(x2 + t); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-            a = _mm256_broadcast_ss(x3 + t); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-            a = _mm256_broadcast_ss(x4 + t); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-            a = _mm256_broadcast_ss(x5 + t); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
-        }
-        __m256 bias0 = _mm256_loadu_ps(bias + p * COLS), bias1 = _mm256_loadu_ps(bias + p * COLS + 8);
-        float *o = scores + p * COLS;
-        _mm256_storeu_ps(o, _mm256_add_ps(c00, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c01, bias1)); o += stride;
-        _mm256_storeu_ps(o, _mm256_add_ps(c10, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c11, bias1)); o += stride;
-        _mm256_storeu_ps(o, _mm256_add_ps(c20, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c21, bias1)); o += stride;
-        _mm256_storeu_ps(o, _mm256_add_ps(c30, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c31, bias1)); o += stride;
-        _mm256_storeu_ps(o, _mm256_add_ps(c40, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c41, bias1)); o += stride;
-        _mm256_storeu_ps(o, _mm256_add_ps(c50, bias0)); _mm256_storeu_ps(o + 8, _mm256_add_ps(c51, bias1));
-    }
-}
-#endif
 
 /* codes (n, levels) of the rows of x (n, d; row stride ldx), straight from the input.
  *   packed: fluidrec_rq_pack of the (d, levels * k) codeword matrix;
@@ -258,12 +214,12 @@ int64_t fluidrec_rq_encode(const float *x, int64_t n, int64_t d, int64_t ldx, co
         int64_t row_bad;
 #ifdef HAVE_AVX2_PATH
         if (avx2) {
-            panel_scores_avx2(xb, ld, d, packed, bias, npanels, scores, stride);
+            gemm_block_avx2(xb, ld, d, packed, npanels, bias, scores, stride, 0);
             row_bad = rows_avx2(scores, rows, stride, levels, k, cross, codes + b * levels);
         } else
 #endif
         {
-            panel_scores_plain(xb, ld, d, packed, bias, npanels, scores, stride);
+            gemm_block_plain(xb, ld, d, packed, npanels, bias, scores, stride, 0);
             row_bad = rows_plain(scores, rows, stride, levels, k, cross, codes + b * levels);
         }
         if (row_bad >= 0) bad = b + row_bad;

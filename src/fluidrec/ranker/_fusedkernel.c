@@ -27,6 +27,8 @@
 #define HAVE_AVX2_PATH 1
 #endif
 
+#include "../_gemm6x16.h"
+
 /* out[i, :] for one (sample, head), plain C.
  *   q, k, v: row r of each at base + r * ld (E floats); out rows at out + i * ld_out. */
 static void head_plain(const float *q, const float *k, const float *v, int64_t ld, int64_t t, int64_t e, float scale,
@@ -179,49 +181,11 @@ int64_t fluidrec_token_attention(const float *qkv, int64_t b, int64_t t, int64_t
 
 /* ---- The whole backbone ---- */
 
-#define GR 6  /* GEMM rows per register block */
-#define GC 16 /* GEMM columns per packed panel */
-
 /* exp for any float: exp_poly with the input clamped to <= 88 (e^88 ~ 1.7e38 < FLT_MAX). */
 #ifdef HAVE_AVX2_PATH
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp_any(__m256 x) {
     x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
     return exp_poly(x);
-}
-
-/* out[r, p*GC + c] = (accumulate ? out : 0) + bias[p*GC + c] + sum_k x[r, k] * packed[p, k, c], r < GR. */
-__attribute__((target("avx2,fma"))) static void gemm_block_avx2(const float *x, int64_t ldx, int64_t kdim, const float *packed,
-                                                                 int64_t npanels, const float *bias, float *out, int64_t ldo,
-                                                                 int accumulate) {
-    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *x4 = x + 4 * ldx, *x5 = x + 5 * ldx;
-    for (int64_t p = 0; p < npanels; p++) {
-        const float *bp = packed + p * kdim * GC;
-        __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-        __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-        __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-        for (int64_t k = 0; k < kdim; k++) {
-            __m256 b0 = _mm256_loadu_ps(bp + k * GC), b1 = _mm256_loadu_ps(bp + k * GC + 8), a;
-            a = _mm256_broadcast_ss(x0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-            a = _mm256_broadcast_ss(x1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-            a = _mm256_broadcast_ss(x2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-            a = _mm256_broadcast_ss(x3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-            a = _mm256_broadcast_ss(x4 + k); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-            a = _mm256_broadcast_ss(x5 + k); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
-        }
-        __m256 acc[2 * GR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-        __m256 bias0 = bias ? _mm256_loadu_ps(bias + p * GC) : _mm256_setzero_ps();
-        __m256 bias1 = bias ? _mm256_loadu_ps(bias + p * GC + 8) : _mm256_setzero_ps();
-        for (int r = 0; r < GR; r++) {
-            float *o = out + r * ldo + p * GC;
-            __m256 v0 = _mm256_add_ps(acc[2 * r], bias0), v1 = _mm256_add_ps(acc[2 * r + 1], bias1);
-            if (accumulate) {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(o));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(o + 8));
-            }
-            _mm256_storeu_ps(o, v0);
-            _mm256_storeu_ps(o + 8, v1);
-        }
-    }
 }
 
 /* o[c] = g[c] / (1 + exp(-g[c])) * u[c] for c < f rounded down to 8; returns how many. */
@@ -235,19 +199,6 @@ __attribute__((target("avx2,fma"))) static int64_t silu_mul_avx2(const float *g,
     return c;
 }
 #endif
-
-static void gemm_block_plain(const float *x, int64_t ldx, int64_t kdim, const float *packed, int64_t npanels, const float *bias,
-                             float *out, int64_t ldo, int accumulate) {
-    for (int64_t p = 0; p < npanels; p++)
-        for (int64_t r = 0; r < GR; r++)
-            for (int64_t c = 0; c < GC; c++) {
-                float acc = 0.0f;
-                for (int64_t k = 0; k < kdim; k++) acc += x[r * ldx + k] * packed[(p * kdim + k) * GC + c];
-                float v = acc + (bias ? bias[p * GC + c] : 0.0f);
-                float *o = out + r * ldo + p * GC + c;
-                *o = accumulate ? *o + v : v;
-            }
-}
 
 /* out (rows, n) (+)= x (rows, kdim) @ W + bias, W packed as (n / GC, kdim, GC); n % GC == 0.
  * tail: scratch of GR * (kdim + n) floats for the last, partial block of rows. */
