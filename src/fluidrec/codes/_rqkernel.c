@@ -105,13 +105,13 @@ static int all_finite(const float *v, int64_t k) {
  * level's argmax must finish before the next level can look up its cross rows, so one row
  * is a chain of dependent steps; two interleaved rows give the core independent work. */
 #define DEFINE_ROWS(NAME, ATTR, ARGMAX)                                                                           \
-    ATTR static int64_t NAME(const float *scores, int64_t n, int64_t stride, int64_t levels, int64_t k,            \
-                             const float *cross, int32_t *codes) {                                                 \
+    ATTR static int64_t NAME(const float *scores, int64_t n, int64_t stride, int64_t levels, int64_t k,           \
+                             const float *cross, int32_t *codes) {                                                \
         const float *rows_a[MAX_LEVELS], *rows_b[MAX_LEVELS];                                                     \
         int64_t b = 0;                                                                                            \
         for (; b + 2 <= n; b += 2) {                                                                              \
-            const float *ra = scores + b * stride, *rb = ra + stride;                                                                      \
-            if (!all_finite(ra, k) || !all_finite(rb, k)) break; /* the single-row loop finds which */          \
+            const float *ra = scores + b * stride, *rb = ra + stride;                                             \
+            if (!all_finite(ra, k) || !all_finite(rb, k)) break; /* the single-row loop finds which */            \
             int32_t *oa = codes + b * levels, *ob = oa + levels;                                                  \
             const float *block = cross;                                                                           \
             for (int64_t l = 0; l < levels; l++) {                                                                \
@@ -125,7 +125,7 @@ static int all_finite(const float *v, int64_t k) {
             }                                                                                                     \
         }                                                                                                         \
         for (; b < n; b++) { /* odd last row, or from a non-finite pair on */                                     \
-            const float *ra = scores + b * stride;                                                                 \
+            const float *ra = scores + b * stride;                                                                \
             if (!all_finite(ra, k)) return b;                                                                     \
             int32_t *oa = codes + b * levels;                                                                     \
             const float *block = cross;                                                                           \
@@ -160,42 +160,26 @@ int64_t fluidrec_rq_levels_argmax(const float *scores, int64_t n, int64_t levels
     return rows_plain(scores, n, levels * k, levels, k, cross, codes);
 }
 
-
 /* ---- Fused path: the GEMM and the argmax in one pass, scores never leave L1 ----
  *
  * A score block of 2048 rows x 256 columns is 2 MB: written by the GEMM and read back by
  * the argmax, it travels through L3 twice. Here a register-blocked GEMM computes the
- * scores of ROWS rows at a time into a small buffer (ROWS x columns, a few KB, in L1),
- * and the argmax above runs on it at once. The codewords are packed once per encode call
- * (fluidrec_rq_pack): panels of COLS columns, each stored (D, COLS) so the inner loop
- * reads them in order. The micro-kernel is the 6 x 16 AVX2/FMA register block of
- * _gemm6x16.h, shared with the ranker's fused kernel. */
-#define ROWS GR /* rows per GEMM block (_gemm6x16.h) */
-#define COLS GC /* columns per packed panel */
-
-/* packed[p * d * COLS + t * COLS + c] = codeword (p * COLS + c), component t; zero past ncols. */
-void fluidrec_rq_pack(const float *all_t, int64_t d, int64_t ncols, float *packed) {
-    int64_t npanels = (ncols + COLS - 1) / COLS;
-    for (int64_t p = 0; p < npanels; p++)
-        for (int64_t t = 0; t < d; t++)
-            for (int64_t c = 0; c < COLS; c++) {
-                int64_t col = p * COLS + c;
-                packed[(p * d + t) * COLS + c] = col < ncols ? all_t[t * ncols + col] : 0.0f;
-            }
-}
-
+ * scores of GR (6) rows at a time into a small buffer (GR x columns, a few KB, in L1),
+ * and the argmax above runs on it at once. The micro-kernel is the 6 x 16 AVX2/FMA
+ * register block of _gemm6x16.h, shared with the ranker's fused kernel; the codewords are
+ * packed once per encode call in its panel order (fluidrec.utils.ckernel.pack_panels). */
 /* codes (n, levels) of the rows of x (n, d; row stride ldx), straight from the input.
- *   packed: fluidrec_rq_pack of the (d, levels * k) codeword matrix;
- *   bias:   -||c||^2 / 2 per column, padded with zeros to a multiple of COLS;
+ *   packed: the (d, levels * k) codeword matrix in panel order (pack_panels);
+ *   bias:   -||c||^2 / 2 per column, padded with zeros to a multiple of GC;
  *   cross:  as for fluidrec_rq_levels_argmax;
  *   allow_simd: 0 forces the plain-C loops (tests compare both).
  * Returns the first row whose input has a NaN/inf (or whose scores overflow), or -1 (rows
  * before it are encoded), or -2 when the two small work buffers cannot be allocated. */
 int64_t fluidrec_rq_encode(const float *x, int64_t n, int64_t d, int64_t ldx, const float *packed, const float *bias,
                            int64_t levels, int64_t k, const float *cross, int32_t *codes, int64_t allow_simd) {
-    int64_t ncols = levels * k, npanels = (ncols + COLS - 1) / COLS, stride = npanels * COLS;
-    float *scores = malloc(sizeof(float) * ROWS * stride);
-    float *tail = calloc((size_t)(ROWS * d), sizeof(float));
+    int64_t ncols = levels * k, npanels = (ncols + GC - 1) / GC, stride = npanels * GC;
+    float *scores = malloc(sizeof(float) * GR * stride);
+    float *tail = calloc((size_t)(GR * d), sizeof(float));
     if (!scores || !tail) { free(scores); free(tail); return -2; }
     int avx2 = 0;
 #ifdef HAVE_AVX2_PATH
@@ -203,11 +187,11 @@ int64_t fluidrec_rq_encode(const float *x, int64_t n, int64_t d, int64_t ldx, co
     avx2 = allow_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     int64_t bad = -1;
-    for (int64_t b = 0; b < n && bad < 0; b += ROWS) {
-        int64_t rows = n - b < ROWS ? n - b : ROWS;
+    for (int64_t b = 0; b < n && bad < 0; b += GR) {
+        int64_t rows = n - b < GR ? n - b : GR;
         const float *xb = x + b * ldx;
         int64_t ld = ldx;
-        if (rows < ROWS) { /* last rows: a zero-padded copy, so the kernel always does ROWS */
+        if (rows < GR) { /* last rows: a zero-padded copy, so the kernel always does GR */
             for (int64_t r = 0; r < rows; r++) memcpy(tail + r * d, xb + r * ldx, sizeof(float) * (size_t)d);
             xb = tail; ld = d;
         }

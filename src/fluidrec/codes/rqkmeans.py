@@ -11,9 +11,9 @@ the levels already fitted, so the fit never has to encode the whole data set.
 Encoding is one GEMM per block of rows against all levels' codewords, then a per-level
 argmax with the earlier levels' choices subtracted through precomputed cross-level
 tables (``_encode_block_table``), done block by block so peak extra memory is a few
-blocks, not a copy of x. The argmax runs in a small C kernel (``_rqkernel.c``, built by
-setup.py) when it is available, else in torch/NumPy; both are tested against the plain
-NumPy ``encode_reference``.
+blocks, not a copy of x. A small C kernel (``_rqkernel.c``, built by setup.py) runs the
+GEMM and the argmax together when it is available, else torch runs the GEMM and NumPy the
+argmax; both are tested against the plain NumPy ``encode_reference``.
 
 Shapes: n vectors, D width, L levels, K codebook size, B rows per encode block.
 
@@ -38,6 +38,7 @@ import torch
 
 from fluidrec.data.embeddings import first_non_finite_row, non_finite_error
 from fluidrec.errors import ConfigError, DataError, UsageError, check
+from fluidrec.utils.ckernel import pack_panels
 from fluidrec.utils.io import atomic_path, read_json, write_json
 
 FORMAT_VERSION = 1
@@ -70,7 +71,7 @@ class RQKMeansConfig:
     progressive_dim_steps: int = 10
     normalize_residuals: bool = False
     seed: int = 0
-    batch_size: int = 2048  # a 2 MB score block at L*K = 256; 512-4096 measured equally fast
+    batch_size: int = 2048  # rows per encode block; the torch path's score block is 2 MB at L*K = 256
 
     def __post_init__(self) -> None:
         check(self.levels >= 1, f"levels must be >= 1, got {self.levels}")
@@ -167,10 +168,8 @@ _KERNEL: Any = None
 class _Kernel:
     """The C encode kernel's entry points (ctypes functions; see _rqkernel.c)."""
 
-    levels_argmax: Any  # (scores, n, levels, k, cross, codes) -> first bad row or -1
-    pack: Any  # (all_t, d, ncols, packed) -> None
+    levels_argmax: Any  # (scores, n, levels, k, cross, codes) -> first bad row or -1 (tests use it)
     encode: Any  # (x, n, d, ldx, packed, bias, levels, k, cross, codes, allow_simd) -> first bad row, -1 or -2
-    panel: int  # the GEMM's column panel width: packed and bias are padded to a multiple of it
 
 
 def _kernel() -> _Kernel | None:
@@ -183,11 +182,10 @@ def _kernel() -> _Kernel | None:
             "fluidrec.codes._rqkernel",
             {
                 "fluidrec_rq_levels_argmax": (["p", "i", "i", "i", "p", "p"], "i"),
-                "fluidrec_rq_pack": (["p", "i", "i", "p"], None),
                 "fluidrec_rq_encode": (["p", "i", "i", "i", "p", "p", "i", "i", "p", "p", "i"], "i"),
             },
         )
-        _KERNEL = _Kernel(fns["fluidrec_rq_levels_argmax"], fns["fluidrec_rq_pack"], fns["fluidrec_rq_encode"], panel=16) if fns else False
+        _KERNEL = _Kernel(fns["fluidrec_rq_levels_argmax"], fns["fluidrec_rq_encode"]) if fns else False
     return _KERNEL or None
 
 
@@ -402,10 +400,8 @@ class RQKMeans:
             if kernel is not None:
                 blocks = [c.reshape(-1) for c in state["cross"][1:]]  # read back to back by the kernel
                 state["cross_flat"] = torch.cat(blocks) if blocks else torch.zeros(1)
-                padded = -(-L * K // kernel.panel) * kernel.panel
-                state["packed"] = torch.empty(padded * D)  # the codewords in the GEMM's panel order
-                kernel.pack(state["all_t"].data_ptr(), D, L * K, state["packed"].data_ptr())
-                state["bias"] = torch.zeros(padded)
+                state["packed"] = pack_panels(state["all_t"])  # the codewords in the GEMM's panel order
+                state["bias"] = torch.zeros(state["packed"].numel() // D)  # zero on the padding columns
                 state["bias"][: L * K] = state["neg_half_norm"]
         return state
 
@@ -417,11 +413,10 @@ class RQKMeans:
         <r_l, c> - ||c||^2/2 = (<x, c> - ||c||^2/2) - sum_{j<l} <c_j, c>, so a single
         (B, D) x (D, L*K) GEMM replaces L thin ones, and the prefix terms are rows of
         precomputed cross-level inner-product tables. The C kernel, when built, runs the GEMM
-        a few rows at a time and the per-level subtract + argmax on those rows' scores while
+        six rows at a time and the per-level subtract + argmax on those rows' scores while
         they are still in L1 (a 2 MB score block read back from L3 cost ~10%). Otherwise the
-        GEMM runs in torch and the argmax in NumPy (its SIMD
-        row argmax beat torch's for K=64 on the machines we timed); the GEMM stays in torch,
-        because mixing two BLAS thread pools makes both spin and slows everything down.
+        GEMM runs in torch (not NumPy: two BLAS thread pools spin against each other) and the
+        argmax in NumPy (its SIMD row argmax beat torch's for K=64 on the machines we timed).
         """
         L = out.shape[1]
         K = state["neg_half_norm"].shape[0] // L

@@ -146,38 +146,45 @@ __attribute__((target("avx2,fma"))) static void head_avx2(const float *q, const 
 }
 #endif
 
-/* Softmax attention of every sample and head.
+/* Softmax attention of every sample and head, into out (b, t, heads * e).
  *   qkv: (b, t, 3, heads, e) row-major (a fused q|k|v projection, viewed);
- *   out: (b, t, heads, e) row-major, softmax(q k^T / sqrt(e)) v per (sample, head);
- *   allow_simd: 0 forces the plain-C loop (tests compare both).
- * Returns 0, or -1 when the scratch buffer cannot be allocated. */
-int64_t fluidrec_token_attention(const float *qkv, int64_t b, int64_t t, int64_t heads, int64_t e, float *out, int64_t allow_simd) {
+ *   scratch: max(9 e, t) floats (transposed queries and a zero row, or the plain scores). */
+static void attention(const float *qkv, int64_t b, int64_t t, int64_t heads, int64_t e, float *out, int simd, float *scratch) {
     int64_t d = heads * e, ld = 3 * d;
     float scale = 1.0f / sqrtf((float)e);
-    /* scratch: the transposed queries (e x 8) and a zero row (e), or the plain loop's scores (t) */
-    float *scratch = calloc((size_t)(e * 9 > t ? e * 9 : t), sizeof(float));
-    if (!scratch) return -1;
-    int simd = 0;
-#ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    simd = allow_simd && t <= 8 && e % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
     for (int64_t s = 0; s < b; s++)
         for (int64_t h = 0; h < heads; h++) {
             const float *q = qkv + s * t * ld + h * e;
             float *o = out + s * t * d + h * e;
 #ifdef HAVE_AVX2_PATH
-            if (simd) {
+            if (simd && t <= 8 && e % 8 == 0) {
                 head_avx2(q, q + d, q + 2 * d, ld, t, e, scale, o, d, scratch, scratch + e * 8);
                 continue;
             }
 #endif
             head_plain(q, q + d, q + 2 * d, ld, t, e, scale, o, d, scratch);
         }
+}
+
+static int simd_available(int64_t allow_simd) {
+#ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    return allow_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    (void)allow_simd;
+    return 0;
+#endif
+}
+
+/* attention() on its own (tests check it against SDPA); allow_simd 0 forces the plain loop.
+ * Returns 0, or -1 when the scratch buffer cannot be allocated. */
+int64_t fluidrec_token_attention(const float *qkv, int64_t b, int64_t t, int64_t heads, int64_t e, float *out, int64_t allow_simd) {
+    float *scratch = calloc((size_t)(e * 9 > t ? e * 9 : t), sizeof(float));
+    if (!scratch) return -1;
+    attention(qkv, b, t, heads, e, out, simd_available(allow_simd), scratch);
     free(scratch);
     return 0;
 }
-
 
 /* ---- The whole backbone ---- */
 
@@ -257,7 +264,6 @@ typedef struct {
 static void *backbone_job(void *arg) {
     BackboneJob *job = arg;
     int64_t nb = job->nb, t = job->t, d = job->d, f = job->f, e = d / job->heads, rows = nb * t;
-    float scale = 1.0f / sqrtf((float)e);
     size_t need = (size_t)(rows * d + rows * 3 * d + rows * d + nb * 2 * f + nb * f + GR * (2 * f + 3 * d + f) + e * 9 + t + 16);
     float *buf = calloc(need, sizeof(float));
     if (!buf) { job->status = -1; return NULL; }
@@ -274,18 +280,7 @@ static void *backbone_job(void *arg) {
         w = w2 + t * f * d;
         rms_norm(x, rows, d, norm1, job->eps, h);
         gemm(h, d, rows, d, w_qkv, 3 * d, b_qkv, qkv, 3 * d, 0, job->simd, tail);
-        for (int64_t s = 0; s < nb; s++)
-            for (int64_t hd = 0; hd < job->heads; hd++) {
-                const float *q = qkv + s * t * 3 * d + hd * e;
-                float *o = att + s * t * d + hd * e;
-#ifdef HAVE_AVX2_PATH
-                if (job->simd && t <= 8 && e % 8 == 0) {
-                    head_avx2(q, q + d, q + 2 * d, 3 * d, t, e, scale, o, d, scratch, scratch + e * 8);
-                    continue;
-                }
-#endif
-                head_plain(q, q + d, q + 2 * d, 3 * d, t, e, scale, o, d, scratch);
-            }
+        attention(qkv, nb, t, job->heads, e, att, job->simd, scratch);
         gemm(att, d, rows, d, w_out, d, b_out, x, d, 1, job->simd, tail);
         rms_norm(x, rows, d, norm2, job->eps, h);
         for (int64_t tok = 0; tok < t; tok++) { /* token boost: each token its own SwiGLU */
@@ -309,11 +304,7 @@ static void *backbone_job(void *arg) {
  * Returns 0, or -1 when a work buffer or a thread cannot be had. */
 int64_t fluidrec_backbone_forward(const float *x, int64_t b, int64_t t, int64_t d, int64_t heads, int64_t f, int64_t layers,
                                   const float *weights, double eps, float *out, int64_t threads, int64_t allow_simd) {
-    int simd = 0;
-#ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    simd = allow_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
+    int simd = simd_available(allow_simd);
     if (threads < 1) threads = 1;
     if (threads > b) threads = b > 0 ? b : 1;
     if (threads > 16) threads = 16;

@@ -19,9 +19,7 @@ from __future__ import annotations
 import torch
 
 from fluidrec.ranker.backbone import Backbone
-
-PANEL = 16  # the kernel's packed column panel width (GC in _fusedkernel.c)
-
+from fluidrec.utils.ckernel import PANEL, pack_panels
 
 _LIB: object = None
 
@@ -75,21 +73,15 @@ def norm_eps(bb: Backbone) -> float:
     return _eps(bb.norm)
 
 
-def _panels(w_kn: torch.Tensor) -> torch.Tensor:
-    """(K, N) weight -> (N / PANEL, K, PANEL): the GEMM reads one panel's K rows in order."""
-    k, n = w_kn.shape
-    return w_kn.reshape(k, n // PANEL, PANEL).permute(1, 0, 2).reshape(-1)
-
-
 @torch.no_grad()
 def pack_backbone(bb: Backbone) -> torch.Tensor:
     """All weights of ``bb`` in the kernel's order and layout (see fluidrec_backbone_forward)."""
     parts = [bb.tok_type.reshape(-1)]
     for layer in bb.layers:
-        parts += [layer.norm1.weight, _panels(layer.qkv.weight.T), layer.qkv.bias, _panels(layer.out.weight.T), layer.out.bias]
+        parts += [layer.norm1.weight, pack_panels(layer.qkv.weight.T), layer.qkv.bias, pack_panels(layer.out.weight.T), layer.out.bias]
         parts += [layer.norm2.weight]
-        parts += [_panels(w) for w in layer.tok_w13]  # (D, 2F) per token
-        parts += [_panels(w) for w in layer.tok_w2]  # (F, D) per token
+        parts += [pack_panels(w) for w in layer.tok_w13]  # (D, 2F) per token
+        parts += [pack_panels(w) for w in layer.tok_w2]  # (F, D) per token
     parts.append(bb.norm.weight)
     return torch.cat([p.detach().float().reshape(-1) for p in parts]).contiguous()
 

@@ -9,10 +9,11 @@ built and the widths fit, else the torch backbone with its pairwise attention, w
 fuses; the tokenizer and heads are inductor kernels. ``benchmarks/ranker.py`` prints both
 latencies.
 
-The first call for each batch size compiles (about 25-40 s on 2 cores; inductor caches
+The first call for each batch size compiles (about 10-40 s on 2 cores; inductor caches
 the result on disk for later processes). Serving usually scores a fixed number of
-candidates, so graphs are specialised to the batch size by default (measured p50 8.3 vs
-8.9 ms for one graph shared by all sizes, ``dynamic=True``); torch's recompile limit
+candidates, so graphs are specialised to the batch size by default (measured on the
+earlier, all-torch scorer: p50 8.3 vs 8.9 ms for one graph shared by all sizes,
+``dynamic=True``); torch's recompile limit
 (8 sizes) then applies, past which calls run eagerly. Compilation needs a C++ compiler;
 where it fails the scorer warns once and scores eagerly, so a scorer always works.
 

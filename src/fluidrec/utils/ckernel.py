@@ -17,6 +17,8 @@ from typing import Any
 
 _TYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, "d": ctypes.c_double, None: None}
 
+PANEL = 16  # column panel width of the kernels' GEMM (GC in src/fluidrec/_gemm6x16.h)
+
 
 def load_kernel(module: str, signatures: dict[str, tuple[list[str], str | None]]) -> dict[str, Any] | None:
     """name -> ctypes function for each C function of ``module``, or None if it is not built.
@@ -37,3 +39,16 @@ def load_kernel(module: str, signatures: dict[str, tuple[list[str], str | None]]
         return fns
     except (ImportError, OSError, AttributeError, TypeError):
         return None
+
+
+def pack_panels(w_kn: Any) -> Any:
+    """A (K, N) float32 weight in the GEMM's packed order: (ceil(N / PANEL), K, PANEL), flat.
+
+    Columns past N are zero, so the kernels can always work on whole panels.
+    """
+    import torch
+
+    k, n = w_kn.shape
+    padded = torch.zeros(k, -(-n // PANEL) * PANEL, dtype=torch.float32)
+    padded[:, :n] = w_kn
+    return padded.reshape(k, -1, PANEL).permute(1, 0, 2).contiguous().reshape(-1)
