@@ -59,6 +59,11 @@ class ConfigError(UsageError):
     """A config dataclass got an invalid value (raised from __post_init__)."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters (for one-line errors)."""
+    return ((str(exc).strip().splitlines() or [""])[0])[:limit]
+
+
 def check(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless condition holds (used in __post_init__)."""
     if not condition:

@@ -27,6 +27,7 @@ import abc
 import dataclasses
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,8 @@ from torch import nn
 from fluidrec.encoder.config import EncoderConfig, ModelConfig
 from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
 from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
-from fluidrec.errors import DataError, UsageError
-from fluidrec.utils.io import atomic_path, read_json, write_json
+from fluidrec.errors import DataError, UsageError, first_line
+from fluidrec.utils.io import atomic_path, load_torch_file, read_json, write_json
 
 
 @dataclasses.dataclass
@@ -304,8 +305,8 @@ def _lm_from_pretrained(path: Path) -> nn.Module:
         if config.model_type == "bert":
             return BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False, dtype=torch.float32)
         return AutoModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load a language model from {path}: {exc}") from None
+    except (OSError, ValueError, pickle.UnpicklingError, RuntimeError, EOFError) as exc:  # unpickling refused: no code runs
+        raise UsageError(f"cannot load a language model from {path}: {first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -412,8 +413,8 @@ def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, Encod
     lm = _lm_from_config(AutoConfig.from_pretrained(str(d / "lm"), local_files_only=True))
     vision = vision_from_spec(d / "vision", cfg.model, int(lm.config.hidden_size)) if (d / "vision").is_dir() else None
     model = _assemble(cfg.model, lm, vision, text)
+    state = load_torch_file(d / MODEL_FILE)
     try:
-        state = torch.load(d / MODEL_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (RuntimeError, OSError) as exc:
         raise DataError(f"cannot load weights: {str(exc)[:300]}", table=str(d / MODEL_FILE)) from None

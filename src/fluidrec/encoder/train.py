@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from fluidrec.data.io import Dataset
 from fluidrec.encoder.config import EncoderConfig
@@ -41,7 +42,7 @@ from fluidrec.encoder.data import (
 from fluidrec.encoder.loss import false_negative_mask, info_nce
 from fluidrec.encoder.model import MODEL_FILE, MultimodalEncoder, build_encoder, save_encoder
 from fluidrec.errors import DataError, UsageError
-from fluidrec.utils.io import atomic_path, read_json, to_jsonable, write_json
+from fluidrec.utils.io import atomic_path, load_torch_file, read_json, to_jsonable, write_json
 from fluidrec.utils.seed import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
@@ -125,6 +126,22 @@ def _save_checkpoint(out: Path, model, opt, step: int, stage_idx: int, log: list
         torch.save(state, tmp)
 
 
+_CHECKPOINT_KEYS = ("model", "optimizer", "step", "stage", "torch_rng", "log")
+
+
+def _read_checkpoint(path: Path, model: nn.Module) -> dict:
+    """Load a resume checkpoint (plain data only) and its weights into ``model``."""
+    ckpt = load_torch_file(path)
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise DataError(f"not an encoder checkpoint (missing {', '.join(missing)}); delete it to start over", table=str(path))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise DataError(f"checkpoint weights do not fit this model: {str(exc)[:200]}", table=str(path)) from None
+    return ckpt
+
+
 def train_encoder(
     cfg: EncoderConfig,
     dataset_dir: str | os.PathLike,
@@ -175,8 +192,7 @@ def train_encoder(
         saved = read_json(out / "run_config.json") if (out / "run_config.json").exists() else None
         if saved != resolved:
             raise UsageError(f"{out} holds a checkpoint of a different config; use a new --out or delete {ckpt_path}")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
+        ckpt = _read_checkpoint(ckpt_path, model)
         start, stage_idx, log = int(ckpt["step"]), int(ckpt["stage"]), list(ckpt["log"])
     write_json(out / "run_config.json", resolved)
 

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 
 from fluidrec.encoder.config import ModelConfig
 from fluidrec.encoder.text import resolve_model_dir
-from fluidrec.errors import ConfigError, DataError, UsageError
+from fluidrec.errors import ConfigError, DataError, UsageError, first_line
 
 
 class VisionModule(nn.Module):
@@ -139,8 +140,8 @@ def build_vision(cfg: ModelConfig, lm_width: int, frame_size: int) -> VisionModu
         path = resolve_model_dir(cfg.vision, "vision")
         try:
             full = AutoModel.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot load a vision model from {path}: {exc}") from None
+        except (OSError, ValueError, pickle.UnpicklingError, RuntimeError, EOFError) as exc:  # unpickling refused: no code runs
+            raise UsageError(f"cannot load a vision model from {path}: {first_line(exc)}") from None
         backbone = getattr(full, "vision_model", full)
         vcfg = _vision_config_of(AutoConfig.from_pretrained(str(path), local_files_only=True))
         mean, std = _norm_stats(path)

@@ -30,7 +30,7 @@ from fluidrec.ranker.backbone import Backbone, BackboneConfig
 from fluidrec.ranker.batching import Batch
 from fluidrec.ranker.heads import DEFAULT_TASKS, Heads, Task
 from fluidrec.ranker.tokens import Tokenizer, TokenizerConfig
-from fluidrec.utils.io import atomic_path
+from fluidrec.utils.io import atomic_path, load_torch_file
 
 CHECKPOINT_VERSION = 2  # 2: fused code and side tables
 
@@ -226,10 +226,9 @@ def load_checkpoint(path: str | os.PathLike) -> Ranker:
     p = Path(path)
     if not p.exists():
         raise DataError("checkpoint not found", table=str(p))
-    try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise DataError(f"unreadable checkpoint ({type(exc).__name__})", table=str(p)) from None
+    payload = load_torch_file(p)
+    if not isinstance(payload, dict):
+        raise DataError("not a fluidrec ranker checkpoint (top level is not a dict)", table=str(p), value=type(payload).__name__)
     if payload.get("version") != CHECKPOINT_VERSION:
         raise DataError("unsupported checkpoint version", table=str(p), value=payload.get("version"))
     spec = RankerSpec.from_dict(payload["spec"])

@@ -69,6 +69,32 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"not valid JSON ({exc.msg} at line {exc.lineno})", table=str(p)) from None
 
 
+def load_torch_file(path: str | os.PathLike) -> Any:
+    """Read a file written by ``torch.save`` without running any code it may carry.
+
+    Every checkpoint fluidrec reads goes through here: ``weights_only=True`` lets the
+    unpickler build tensors, numbers, strings and containers only, so a planted pickle
+    fails to load instead of executing.
+
+    Raises:
+        DataError: missing, unreadable, corrupt, or holding anything but plain data.
+
+    Example:
+        >>> state = load_torch_file("runs/enc/checkpoint.pt")
+    """
+    import torch
+
+    from fluidrec.errors import DataError, first_line
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file not found", table=str(p))
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types: UnpicklingError, RuntimeError, EOFError, ...
+        raise DataError(f"unreadable or unsafe torch file ({type(exc).__name__}: {first_line(exc)})", table=str(p)) from None
+
+
 def to_jsonable(obj: Any) -> Any:
     """Public form of the converter used by write_json (for --json printing)."""
     return _to_jsonable(obj)
