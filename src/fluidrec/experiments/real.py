@@ -7,11 +7,15 @@ code as independent tokens, the late arm) and ``code`` (code only, no item ID: t
 replace arm). Test set: leave-last-out per user when the data has only order
 (MicroLens), else the last ``test_share`` of the timeline; in both cases a random
 ``holdout_items`` share of items is removed from training entirely, so the test has
-cold items. AUC and GAUC are reported on warm and on cold test items.
+cold items. AUC and GAUC are reported on warm and on cold test items. Beside them run the
+peer arms ``lr`` and ``gbdt`` (``fluidrec.ranker.peers``: causal hand features, one
+model per task) on the same split.
 
 Implementation note: the split is materialised as a derived dataset whose timestamps
 put every training row (in its original order) on day 0 and every test row on day 2,
-so the ranker's standard "last day is test" split applies unchanged.
+so the ranker's standard "last day is test" split applies unchanged. Rows that shared a
+time keep sharing one (a positive and the negatives sampled beside it), so no row's causal
+features (user history, peer statistics) see the label of a row from its own request.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from fluidrec.errors import DataError, check
 from fluidrec.utils.io import write_json
 
 ARMS = {"id": "baseline", "id_code": "late", "code": "early_replace"}
+PEERS = ("lr", "gbdt")  # fluidrec.ranker.names.PEER_ARMS, each reported under its own name
 DAY_MS = 86_400_000
 T0 = 1_700_006_400_000  # a UTC midnight
 
@@ -132,10 +137,13 @@ def write_split_dataset(src, out: Path, train: np.ndarray, test: np.ndarray) -> 
     imp = ds.table("impressions")
     idx_train, idx_test = np.flatnonzero(train), np.flatnonzero(test)
     rows = np.concatenate([idx_train, idx_test])
-    new_ts = np.concatenate([
-        T0 + np.arange(len(idx_train), dtype=np.int64) * (DAY_MS // 2 // max(len(idx_train), 1)),
-        T0 + 2 * DAY_MS + np.arange(len(idx_test), dtype=np.int64) * (DAY_MS // 2 // max(len(idx_test), 1)),
-    ])  # fmt: skip
+    old_ts = imp.column("ts").to_numpy()
+
+    def spread(idx: np.ndarray) -> np.ndarray:  # rank of the original time: order and ties survive
+        rank = np.unique(old_ts[idx], return_inverse=True)[1].astype(np.int64).ravel()
+        return rank * (DAY_MS // 2 // max(int(rank.max(initial=0)) + 1, 1))
+
+    new_ts = np.concatenate([T0 + spread(idx_train), T0 + 2 * DAY_MS + spread(idx_test)])
     keep = [c for c in imp.column_names if c != "ts"]
     cols = {"ts": new_ts, **{c: imp.column(c).take(rows) for c in keep}}
     end = int(new_ts[-1]) + 1
@@ -160,6 +168,7 @@ def bench_real(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     from fluidrec.data.io import Dataset
     from fluidrec.ranker.evaluate import evaluate_model
     from fluidrec.ranker.features import FeatureConfig, load_or_build_features
+    from fluidrec.ranker.peers import PeerConfig, evaluate_peer, train_peer
     from fluidrec.ranker.train import ranker_demo, train_arm
 
     out = Path(out_dir)
@@ -190,16 +199,16 @@ def bench_real(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
 
     rcfg = dataclasses.replace(ranker_demo(), seed=cfg.seed, progress=progress, features=FeatureConfig(test_days=1.0))
     feats = load_or_build_features(split_dir, out / "codes" / "slice_codes.parquet", out / "codes" / "room_codes.parquet", rcfg.features, out / "cache")
-    arms = {}
+    codes = (out / "codes" / "slice_codes.parquet", out / "codes" / "room_codes.parquet")
+    reports = {}
     for name, arm in ARMS.items():
-        train_arm(arm, split_dir, out / "codes" / "slice_codes.parquet", out / "codes" / "room_codes.parquet", out / "rankers" / name, rcfg, features=feats)
-        rep = evaluate_model(out / "rankers" / name, split_dir, features=feats)
-        b = rep["buckets"]
-        arms[name] = {
-            "auc_warm": b["seen_room"]["click"]["auc"], "auc_cold": b["new_room"]["click"]["auc"],
-            "gauc_warm": b["seen_room"]["click"]["gauc"], "gauc_cold": b["new_room"]["click"]["gauc"],
-            "auc": rep["click"]["auc"], "n_warm": b["seen_room"]["n"], "n_cold": b["new_room"]["n"],
-        }  # fmt: skip
+        train_arm(arm, split_dir, *codes, out / "rankers" / name, rcfg, features=feats)
+        reports[name] = evaluate_model(out / "rankers" / name, split_dir, features=feats)
+    pcfg = PeerConfig(seed=cfg.seed, features=rcfg.features, progress=progress)
+    for name in PEERS:
+        train_peer(name, split_dir, *codes, out / "rankers" / name, pcfg, features=feats)
+        reports[name] = evaluate_peer(out / "rankers" / name, split_dir, features=feats)
+    arms = {name: _click_row(rep) for name, rep in reports.items()}
     result = {
         "arms": arms,
         "codes": {
@@ -213,6 +222,16 @@ def bench_real(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     write_json(out / "results.json", result)
     (out / "results.md").write_text(render_real(result))
     return result
+
+
+def _click_row(rep: dict) -> dict:
+    """The click metrics of one arm's report on warm and cold items."""
+    b = rep["buckets"]
+    return {
+        "auc_warm": b["seen_room"]["click"]["auc"], "auc_cold": b["new_room"]["click"]["auc"],
+        "gauc_warm": b["seen_room"]["click"]["gauc"], "gauc_cold": b["new_room"]["click"]["gauc"],
+        "auc": rep["click"]["auc"], "n_warm": b["seen_room"]["n"], "n_cold": b["new_room"]["n"],
+    }  # fmt: skip
 
 
 def render_real(r: dict) -> str:

@@ -1,6 +1,8 @@
 """``fluidrec ranker`` subcommands: train one arm, evaluate a trained model, render diagnostics figures.
 
 ``--codes DIR`` holds ``slice_codes.parquet`` and ``room_codes.parquet`` (docs/CONTRACTS.md).
+``--arm lr|gbdt`` trains a peer arm (``fluidrec.ranker.peers``); ``eval`` recognises a peer
+run directory by its ``peer.json``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from fluidrec.errors import UsageError
+from fluidrec.ranker.names import PEER_ARMS
 from fluidrec.utils.cli import add_json_flag, emit, positive_int, prepare_out_dir, render_kv
 
 SLICE_CODES = "slice_codes.parquet"
@@ -28,11 +31,27 @@ def _codes_paths(codes_dir: str) -> tuple[Path, Path]:
     return paths
 
 
+def _train_peer(args: argparse.Namespace) -> int:
+    from fluidrec.ranker.features import FeatureConfig
+    from fluidrec.ranker.peers import PeerConfig, train_peer
+
+    slice_codes, room_codes = _codes_paths(args.codes)
+    out = prepare_out_dir(args.out, args.force)
+    feats = FeatureConfig(test_days=args.test_days, test_fraction=args.test_fraction)
+    cfg = PeerConfig(seed=args.seed, max_train_rows=args.max_rows, features=feats, progress=not args.quiet)
+    print(f"wrote {train_peer(args.arm, args.dataset, slice_codes, room_codes, out, cfg, cache_dir=args.cache)}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
-    from fluidrec.ranker.arms import build_arm
+    from fluidrec.ranker.arms import ARMS, build_arm
     from fluidrec.ranker.features import FeatureConfig
     from fluidrec.ranker.train import ranker_demo, ranker_small, train_arm
 
+    if args.arm in PEER_ARMS:
+        return _train_peer(args)
+    if args.arm not in ARMS:
+        raise UsageError(f"unknown arm {args.arm!r}; choose one of: {', '.join((*ARMS, *PEER_ARMS))}")
     build_arm(args.arm)  # fail on a bad arm name before touching the output directory
     slice_codes, room_codes = _codes_paths(args.codes)
     out = prepare_out_dir(args.out, args.force)
@@ -63,10 +82,14 @@ def _render_eval(r: dict) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from fluidrec.ranker.evaluate import evaluate_model
+    from fluidrec.ranker.peer_models import is_peer_dir
 
+    if is_peer_dir(args.model):
+        from fluidrec.ranker.peers import evaluate_peer as evaluate
+    else:
+        from fluidrec.ranker.evaluate import evaluate_model as evaluate
     sc, rc = _codes_paths(args.codes) if args.codes else (None, None)
-    emit(evaluate_model(args.model, args.dataset, sc, rc, cache_dir=args.cache), args.json, _render_eval)
+    emit(evaluate(args.model, args.dataset, sc, rc, cache_dir=args.cache), args.json, _render_eval)
     return 0
 
 
@@ -88,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train one arm on a dataset in time order")
     t.add_argument("--dataset", required=True, help="canonical dataset directory")
     t.add_argument("--codes", required=True, help=f"directory with {SLICE_CODES} and {ROOM_CODES}")
-    t.add_argument("--arm", required=True, help=f"one of: {', '.join(ARMS)}")
+    t.add_argument("--arm", required=True, help=f"one of: {', '.join(ARMS)}; peers: {', '.join(PEER_ARMS)}")
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--config", choices=CONFIGS, default="demo", help="model size preset (default demo)")
     t.add_argument("--seed", type=int, default=0)
