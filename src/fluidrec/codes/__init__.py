@@ -9,6 +9,8 @@
   each level's own table when it would exceed a cap; the last row of every table is
   reserved for ``UNKNOWN_CODE``.
 - ``flat_codebook``: one-level codebook for segment Sids (N up to 20,000).
+- ``oracle_codes`` / ``write_oracle_codes``: true-topic codes (child index within the
+  parent at each level) from a dataset's ground-truth topic path, the encoder yardstick.
 - ``fluidrec.codes.io``: code files (``write_codes``, ``read_codes``, ``read_room_codes``).
 
 Example:
@@ -31,6 +33,10 @@ _EXPORTS = {
     "hash_ids": "ngram",
     "prefix_ids": "ngram",
     "prefix_ids_reference": "ngram",
+    "OracleCodes": "oracle",
+    "child_codes": "oracle",
+    "oracle_codes": "oracle",
+    "write_oracle_codes": "oracle",
     "CodeQuality": "quality",
     "LevelQuality": "quality",
     "code_quality": "quality",
@@ -56,15 +62,18 @@ __all__ = [
     "CodeQuality",
     "LevelQuality",
     "NgramSpec",
+    "OracleCodes",
     "RQKMeans",
     "RQKMeansConfig",
     "RoomCodeTracker",
     "RoomCodes",
+    "child_codes",
     "code_quality",
     "collision_stats",
     "encode_reference",
     "flat_codebook",
     "hash_ids",
+    "oracle_codes",
     "prefix_ids",
     "prefix_ids_reference",
     "read_codes",
@@ -75,5 +84,6 @@ __all__ = [
     "usage_stats",
     "validate_vectors",
     "write_codes",
+    "write_oracle_codes",
     "write_room_codes",
 ]

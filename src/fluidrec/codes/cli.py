@@ -1,4 +1,4 @@
-"""``fluidrec codes ...``: fit, assign, rooms, stats.
+"""``fluidrec codes ...``: fit, assign, rooms, stats, oracle.
 
 Each run writes its resolved settings as JSON beside its output (``run_config.json`` in a
 model directory, ``<stem>.config.json`` beside a code file).
@@ -58,8 +58,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model directory from `codes fit`")
     p.add_argument("--embeddings", required=True, help="Parquet embedding file (id, embedding)")
     p.add_argument("--table-cap", type=positive_int, default=None, help="also report prefix n-gram hash collisions at this table cap")
+    p.add_argument(
+        "--dataset", default=None,
+        help="dataset with a true topic path (slices.topic_l1..topic_l4, e.g. a synthetic world): also report per-level purity and NMI of the code prefix",
+    )
     add_json_flag(p)
     p.set_defaults(func=_stats)
+
+    p = csub.add_parser("oracle", help="true-topic codes: slice and room codes from a dataset's ground-truth topic columns")
+    p.add_argument("--dataset", required=True, help="canonical dataset directory with slices.topic_l1..topic_l4 (e.g. a synthetic world)")
+    p.add_argument("--out", required=True, help="directory to write slice_codes.parquet and room_codes.parquet into")
+    add_json_flag(p)
+    p.set_defaults(func=_oracle)
 
 
 def _config_beside(out: Path) -> Path:
@@ -147,17 +157,33 @@ def _rooms(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    import math
+
     from fluidrec.codes.ngram import NgramSpec
-    from fluidrec.codes.quality import code_quality
+    from fluidrec.codes.quality import code_quality, code_truth_quality, topic_paths
     from fluidrec.codes.rqkmeans import RQKMeans
     from fluidrec.data.embeddings import read_embeddings
 
     model = RQKMeans.load(args.model)
-    _, x = read_embeddings(args.embeddings)
+    ids, x = read_embeddings(args.embeddings)
+    truth = topic_paths(args.dataset, ids) if args.dataset is not None else None  # fail before encoding
     result = code_quality(model, x, source=str(args.embeddings)).as_flat_dict()
+    codes = model.encode(x, source=str(args.embeddings)) if args.table_cap is not None or truth is not None else None
     if args.table_cap is not None:
         spec = NgramSpec(model.codebook_size, model.levels, table_cap=args.table_cap)
-        rates = spec.collision_rates(model.encode(x, source=str(args.embeddings)))
+        rates = spec.collision_rates(codes)
         result.update({f"l{lv + 1}_hashed_collision_rate": r for lv, r in enumerate(rates)})
+    if truth is not None:
+        result.update(code_truth_quality(codes, truth))
+    # JSON has no NaN: an undefined value (e.g. no slice with a known topic) prints as null.
+    result = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
     emit(result, args.json, lambda s: render_kv(s, title=f"codes stats ({args.model})"))
+    return 0
+
+
+def _oracle(args: argparse.Namespace) -> int:
+    from fluidrec.codes.oracle import write_oracle_codes
+
+    summary = write_oracle_codes(args.dataset, args.out)
+    emit(summary, args.json, lambda s: render_kv(s, title="codes oracle"))
     return 0

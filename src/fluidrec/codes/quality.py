@@ -10,19 +10,28 @@ Per level l (1-based):
 For the full L-level code: ``collision_rate`` = share of items whose code is shared with at
 least one other item; ``unique_code_ratio`` = distinct codes / items.
 
+Against the truth (datasets with a topic path, e.g. the synthetic world):
+``code_truth_quality`` gives, per level l, the purity and NMI of the code prefix of depth l
+(``(c1, ..., cl)``) against the true topic prefix of depth l (``(topic_l1, ..., topic_ll)``);
+``topic_paths`` reads that path for a list of slice ids.
+
 Example:
     >>> report = code_quality(model, x)
     >>> report.levels[0].utilisation, report.collision_rate
+    >>> code_truth_quality(model.encode(x), topic_paths("runs/world_small", ids))["nmi_l1"]
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
 
 from fluidrec.codes.rqkmeans import RQKMeans
+from fluidrec.errors import DataError
+from fluidrec.metrics.clustering import nmi, prefix_labels, purity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,3 +122,70 @@ def code_quality(model: RQKMeans, x: Any, *, source: str = "input", progress: bo
         )
     collision, unique = collision_stats(codes)
     return CodeQuality(n=len(codes), codebook_size=model.codebook_size, levels=levels, collision_rate=collision, unique_code_ratio=unique)
+
+
+def code_truth_quality(codes: np.ndarray, topic_path: np.ndarray) -> dict[str, float]:
+    """Purity and NMI of the code prefix against the true topic prefix, per level.
+
+    Args:
+        codes: (n, L) codes of n items.
+        topic_path: (n, T) true topic ids per level (T = 4 for ``topic_l1..topic_l4``), row i
+            for the item of ``codes[i]``. Rows with an unknown first level (``topic_l1 < 0``)
+            are left out; a ``-1`` deeper down is one more value.
+
+    Returns:
+        ``{"purity_l1": ..., "nmi_l1": ..., ..., "purity_lT": ..., "nmi_lT": ...}``. Level l
+        compares ``codes[:, :min(l, L)]`` with ``topic_path[:, :l]`` (a model with fewer levels
+        than the taxonomy is scored with its full code at the deeper levels). NaN when no row
+        has a known topic.
+
+    Example:
+        >>> codes = np.array([[0, 0], [0, 1], [1, 0], [1, 0]])
+        >>> truth = np.array([[5, 50], [5, 51], [6, 60], [6, 61]])
+        >>> code_truth_quality(codes, truth)["purity_l2"]   # cluster (1, 0) holds 60 and 61
+        0.75
+    """
+    codes = np.asarray(codes)
+    topic_path = np.asarray(topic_path)
+    if codes.ndim != 2 or topic_path.ndim != 2 or len(codes) != len(topic_path):
+        raise ValueError(f"need codes (n, L) and topic_path (n, T) with the same n, got {codes.shape} and {topic_path.shape}")
+    known = topic_path[:, 0] >= 0
+    codes, topic_path = codes[known], topic_path[known]
+    out: dict[str, float] = {}
+    for level in range(1, topic_path.shape[1] + 1):
+        truth = prefix_labels(topic_path, level)  # (n,)
+        pred = prefix_labels(codes, min(level, codes.shape[1]))  # (n,)
+        out[f"purity_l{level}"] = purity(truth, pred)
+        out[f"nmi_l{level}"] = nmi(truth, pred)
+    return out
+
+
+def topic_paths(dataset_dir: str | os.PathLike, slice_ids: np.ndarray) -> np.ndarray:
+    """The true topic path (n, 4) int64 of ``slice_ids`` from a dataset's ``topic_l1..topic_l4``.
+
+    Raises:
+        DataError: a topic column is missing, or a slice id is not in the slices table
+            (naming the file, column and the first such id).
+    """
+    from fluidrec.data.io import Dataset
+    from fluidrec.data.schema import TOPIC_COLUMNS
+
+    import pyarrow.parquet as pq
+
+    ds = Dataset(dataset_dir)
+    path = str(ds.path("slices"))
+    names = pq.ParquetFile(path).schema_arrow.names  # the schema only: frames are not read
+    for col in TOPIC_COLUMNS:
+        if col not in names:
+            raise DataError("missing ground-truth topic column (purity/NMI need a topic path, e.g. a synthetic world)", table=path, column=col)
+    sl = ds.table("slices", ["slice_id", *TOPIC_COLUMNS])
+    ids = sl.column("slice_id").to_numpy().astype(np.int64)
+    topics = np.stack([sl.column(c).to_numpy().astype(np.int64) for c in TOPIC_COLUMNS], axis=1)  # (N, 4)
+    want = np.asarray(slice_ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids[order], want), 0, max(len(ids) - 1, 0))
+    found = (ids[order][pos] == want) if len(ids) else np.zeros(len(want), bool)
+    if not found.all():
+        r = int(np.flatnonzero(~found)[0])
+        raise DataError(f"id {int(want[r])} (row {r} of the ids given) is not a slice_id of this dataset", table=path, column="slice_id")
+    return topics[order[pos]]

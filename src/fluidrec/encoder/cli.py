@@ -7,14 +7,27 @@ import argparse
 from fluidrec.utils.cli import add_json_flag, emit, positive_int, render_kv
 
 
-def _preset(name: str, seed: int):
-    from fluidrec.encoder.config import encoder_default, encoder_demo, encoder_tiny
+PRESETS = ("default", "demo", "tiny", "lsa")
+_NEURAL_FLAGS = ("backbone", "vision", "fusion", "text_tokens", "steps", "batch_size", "align_fraction", "video_ratio", "lr", "threads")
 
-    return {"default": encoder_default, "demo": encoder_demo, "tiny": lambda s: encoder_tiny("scratch", s)}[name](seed)
+
+def _preset(name: str, seed: int):
+    from fluidrec.encoder.config import encoder_default, encoder_demo, encoder_lsa, encoder_tiny
+
+    builders = {"default": encoder_default, "demo": encoder_demo, "tiny": lambda s: encoder_tiny("scratch", s), "lsa": encoder_lsa}
+    return builders[name](seed)
 
 
 def _config_from_args(args):
+    from fluidrec.encoder.config import LsaConfig
+    from fluidrec.errors import UsageError
+
     cfg = _preset(args.preset, args.seed)
+    if isinstance(cfg, LsaConfig):
+        given = [f"--{k.replace('_', '-')}" for k in _NEURAL_FLAGS if getattr(args, k, None) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not used by --preset lsa (TF-IDF + SVD, no network to train)")
+        return cfg
     model, train = {}, {}
     if args.backbone is not None:
         model["backbone"] = args.backbone
@@ -32,11 +45,16 @@ def _config_from_args(args):
 
 
 def _train(args) -> int:
+    from fluidrec.encoder.config import LsaConfig
+    from fluidrec.encoder.lsa import train_lsa
     from fluidrec.encoder.train import train_encoder
     from fluidrec.utils.io import read_json
 
     cfg = _config_from_args(args)
-    out = train_encoder(cfg, args.dataset, args.out, resume=not args.no_resume, progress=not args.json)
+    if isinstance(cfg, LsaConfig):
+        out = train_lsa(cfg, args.dataset, args.out)  # seconds: refitted every time, nothing to resume
+    else:
+        out = train_encoder(cfg, args.dataset, args.out, resume=not args.no_resume, progress=not args.json)
     summary = read_json(out / "config.json")["training"]
     emit({"model_dir": str(out), **{k: v for k, v in summary.items() if k != "stages"}}, args.json,
          lambda d: render_kv(d, "encoder trained"))
@@ -56,8 +74,8 @@ def _render_eval(m: dict) -> str:
     for d in ("live", "video"):
         for k, v in m[d].items():
             lines.append(f"{d:<6} {k:<15} {'n/a' if v is None else f'{v:.4f}'}")
-    for k in ("probe_acc_level1", "probe_acc_level2"):
-        v = m[k]
+    for k in ("probe_acc_level1", "probe_acc_level2", "probe_acc_level3"):
+        v = m.get(k)
         lines.append(f"{k:<22} {'n/a' if v is None else f'{v:.4f}'}")
     return "\n".join(lines)
 
@@ -90,7 +108,7 @@ def register(subparsers) -> None:
     t = sub.add_parser("train", help="two-stage Q2I contrastive training on a dataset's query-slice pairs")
     t.add_argument("--dataset", required=True, help="canonical dataset directory (slices + queries)")
     t.add_argument("--out", required=True, help="model directory (resumes a checkpoint found there)")
-    t.add_argument("--preset", choices=("default", "demo", "tiny"), default="default", help="config builder")
+    t.add_argument("--preset", choices=PRESETS, default="default", help="config builder (lsa: the TF-IDF + SVD reference encoder)")
     t.add_argument("--backbone", help="language model: minilm (default), scratch, or a local HF model dir")
     t.add_argument("--vision", help="vision model: scratch (default) or a local HF model dir")
     t.add_argument("--fusion", choices=("single", "dual"))

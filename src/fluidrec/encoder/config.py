@@ -11,6 +11,10 @@ Three dataclasses, validated in ``__post_init__``:
 Builders (no registry): ``encoder_default()``, ``encoder_demo()`` (sized for the 15-minute
 ``fluidrec reproduce`` job on two CPU cores) and ``encoder_tiny()`` (tests).
 
+``LsaConfig`` / ``encoder_lsa()``: the TF-IDF + TruncatedSVD reference encoder (``encoder.lsa``),
+the peer a practitioner runs first; nothing to train by gradient, so it has no ``TrainConfig``.
+``EvalSettings`` is what evaluation reads from either config (the held-out split and sizes).
+
 Example:
     >>> cfg = encoder_demo(seed=3)
     >>> cfg.model.text_tokens, cfg.train.steps
@@ -195,6 +199,11 @@ class EncoderConfig:
         except TypeError as exc:  # unknown key in a saved config
             raise ConfigError(f"bad encoder config: {exc}") from None
 
+    def eval_settings(self) -> EvalSettings:
+        """The held-out split and evaluation sizes of this config."""
+        t = self.train
+        return EvalSettings(self.seed, t.eval_fraction, t.eval_gallery, t.probe_items, t.num_threads)
+
     def replace(self, *, model: dict | None = None, train: dict | None = None, seed: int | None = None) -> EncoderConfig:
         """A copy with some model/train fields changed (validated again)."""
         return EncoderConfig(
@@ -202,6 +211,105 @@ class EncoderConfig:
             train=dataclasses.replace(self.train, **(train or {})),
             seed=self.seed if seed is None else seed,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """What ``evaluate_encoder`` needs from a model's config (neural or LSA).
+
+    Two models evaluated with equal settings on one dataset rank the same held-out queries
+    against the same galleries and probe the same slices (``evaluate.evaluate_model``).
+    """
+
+    seed: int
+    eval_fraction: float
+    eval_gallery: int
+    probe_items: int
+    num_threads: int
+
+
+@dataclasses.dataclass
+class LsaConfig:
+    """The TF-IDF + TruncatedSVD reference encoder (``encoder.lsa.LsaEncoder``).
+
+    Args:
+        out_dim: D, the embedding width (TruncatedSVD components; zero-padded when the
+            vocabulary or the corpus is smaller).
+        fields: text fields, as in ``ModelConfig.fields`` (joined without field tags).
+        min_df, max_df: TfidfVectorizer document-frequency cut-offs (count and share).
+        max_features: keep the most frequent terms only (0 = the whole vocabulary).
+        ngram_max: word n-grams 1..ngram_max.
+        sublinear_tf: ``1 + log(tf)`` instead of raw counts.
+        svd_iter: power iterations of the randomized SVD.
+        eval_fraction, eval_gallery, probe_items: the evaluation split and sizes, as in
+            ``TrainConfig``; the vectorizer and the SVD are fitted on the slices outside the
+            held-out split only.
+        seed: the split's seed and the SVD's ``random_state``.
+    """
+
+    out_dim: int = 128
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    min_df: int = 2
+    max_df: float = 1.0
+    max_features: int = 0
+    ngram_max: int = 1
+    sublinear_tf: bool = True
+    svd_iter: int = 7
+    eval_fraction: float = 0.1
+    eval_gallery: int = 500
+    probe_items: int = 1500
+    seed: int = 0
+
+    kind = "lsa"  # class attribute, written into the model directory's config.json
+
+    def __post_init__(self) -> None:
+        self.fields = tuple(self.fields)
+        check(self.out_dim > 0, f"lsa.out_dim must be > 0, got {self.out_dim}")
+        check(len(self.fields) > 0, "lsa.fields must name at least one text field")
+        unknown = [f for f in self.fields if f not in KNOWN_FIELDS]
+        check(not unknown, f"lsa.fields has unknown fields {unknown}; known: {sorted(KNOWN_FIELDS)}")
+        check(len(set(self.fields)) == len(self.fields), f"lsa.fields has duplicates: {self.fields}")
+        check(self.min_df >= 1, f"lsa.min_df must be >= 1, got {self.min_df}")
+        check(0.0 < self.max_df <= 1.0, f"lsa.max_df must be in (0, 1], got {self.max_df}")
+        check(self.max_features >= 0, f"lsa.max_features must be >= 0 (0 = all), got {self.max_features}")
+        check(self.ngram_max >= 1, f"lsa.ngram_max must be >= 1, got {self.ngram_max}")
+        check(self.svd_iter >= 0, f"lsa.svd_iter must be >= 0, got {self.svd_iter}")
+        check(0.0 < self.eval_fraction < 1.0, f"lsa.eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        check(self.eval_gallery >= 10, f"lsa.eval_gallery must be >= 10, got {self.eval_gallery}")
+        check(self.probe_items >= 10, f"lsa.probe_items must be >= 10, got {self.probe_items}")
+        check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LsaConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names})
+        except TypeError as exc:
+            raise ConfigError(f"bad lsa config: {exc}") from None
+
+    def eval_settings(self) -> EvalSettings:
+        """The held-out split and evaluation sizes (one thread: nothing here is a big GEMM)."""
+        return EvalSettings(self.seed, self.eval_fraction, self.eval_gallery, self.probe_items, 1)
+
+
+def encoder_lsa(seed: int = 0, *, like: EncoderConfig | None = None) -> LsaConfig:
+    """The TF-IDF + SVD reference encoder, evaluated like ``like`` (default ``encoder_demo(seed)``).
+
+    The split sizes, evaluation sizes and text fields are copied from ``like`` so that the
+    reference row and the neural encoder (trained with the same ``seed``) are scored on the
+    same held-out pairs (Table 6).
+
+    Example:
+        >>> encoder_lsa(3, like=encoder_tiny(seed=3)).eval_gallery
+        50
+    """
+    ref = like if like is not None else encoder_demo(seed)
+    t = ref.train
+    return LsaConfig(fields=ref.model.fields, eval_fraction=t.eval_fraction, eval_gallery=t.eval_gallery,
+                     probe_items=t.probe_items, seed=seed)
 
 
 def encoder_default(seed: int = 0) -> EncoderConfig:

@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from fluidrec.encoder.model import MultimodalEncoder, load_encoder, model_finger
 from fluidrec.errors import UsageError
 from fluidrec.utils.io import atomic_path, write_json
 
+if TYPE_CHECKING:
+    from fluidrec.encoder.lsa import LsaEncoder
+
 
 def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Index batches of near-equal length: sort by length (stable), cut every ``batch_size``."""
@@ -40,31 +44,31 @@ def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 @torch.inference_mode()
-def encode_items(model: MultimodalEncoder, data: EncoderData, idx: np.ndarray | None = None, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+def encode_items(model: MultimodalEncoder | LsaEncoder, data: EncoderData, idx: np.ndarray | None = None, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """Embed slices ``idx`` (default all) -> (n, D) float32 in ``idx`` order."""
     from tqdm.auto import tqdm
 
     model.eval()
     idx = np.arange(len(data.slice_ids)) if idx is None else np.asarray(idx)
     lengths = np.fromiter((len(data.item_tokens[i]) for i in idx), dtype=np.int64, count=len(idx))
-    out = np.zeros((len(idx), model.out_proj.out_features), dtype=np.float32)
+    out = np.zeros((len(idx), model.out_dim), dtype=np.float32)
     for b in tqdm(length_batches(lengths, batch_size), desc="embed items", unit="batch", disable=not progress):
         out[b] = model.encode_items(item_batch(data, idx[b], model.text.pad_id)).numpy()
     return out
 
 
 @torch.inference_mode()
-def encode_texts(model: MultimodalEncoder, token_lists: list[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
+def encode_texts(model: MultimodalEncoder | LsaEncoder, token_lists: list[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
     """Embed token-id lists through the query (text) path -> (n, D) float32 in input order."""
     model.eval()
     lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    out = np.zeros((len(token_lists), model.out_proj.out_features), dtype=np.float32)
+    out = np.zeros((len(token_lists), model.out_dim), dtype=np.float32)
     for b in length_batches(lengths, batch_size):
         out[b] = model.encode_queries(pack_text([token_lists[i] for i in b], model.text.pad_id)).numpy()
     return out
 
 
-def encode_queries(model: MultimodalEncoder, data: EncoderData, qidx: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+def encode_queries(model: MultimodalEncoder | LsaEncoder, data: EncoderData, qidx: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """Embed queries ``qidx`` -> (n, D) float32."""
     return encode_texts(model, [data.query_tokens[i] for i in qidx], batch_size=batch_size)
 
@@ -122,7 +126,7 @@ def embed_dataset(
     model_dir, out = Path(model_dir), Path(out_file)
     model, _ = load_encoder(model_dir)
     data = load_encoder_data(Dataset(dataset_dir), model.text, model.frame_size, with_queries=False)
-    n, d = len(data.slice_ids), model.out_proj.out_features
+    n, d = len(data.slice_ids), model.out_dim
     parts = out.with_name(out.name + ".parts")
     meta = _meta(model_dir, data, batch_size, chunk_size)
     if parts.exists():

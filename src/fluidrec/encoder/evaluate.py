@@ -10,9 +10,15 @@ with all their queries, never seen in training (``data.heldout_slices`` with the
   in the top k.
 - I2Q: each held-out slice ranks the domain's held-out queries; hit@k when any of its own
   queries is in the top k.
+- Exactly tied scores are broken at random, in expectation (a zero vector ties with everything).
 
 Linear probe: a multinomial logistic regression (L-BFGS, fixed seed) on frozen embeddings of
-up to ``train.probe_items`` slices, 70/30 split, for ``topic_l1`` and ``topic_l2``.
+up to ``train.probe_items`` slices, for ``topic_l1``, ``topic_l2`` and ``topic_l3``. The
+features are standardised with the training rows' mean and deviation, and the 70/30 split is
+stratified by class. Both matter on small galleries: a barely trained encoder's embeddings
+can agree to ~1e-4 (cosine 0.99999), where an L2-penalised probe on the raw features sees no
+signal and predicts the training majority class; with an unstratified split of 60 items that
+class can be absent from the test rows, and the accuracy came out 0.0, below chance.
 
 Example:
     >>> m = evaluate_encoder("runs/encoder", "data/world")
@@ -21,7 +27,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,8 +39,12 @@ from fluidrec.encoder.data import EncoderData, heldout_slices, load_encoder_data
 from fluidrec.encoder.embed import encode_items, encode_queries
 from fluidrec.encoder.model import MultimodalEncoder, load_encoder
 
+if TYPE_CHECKING:
+    from fluidrec.encoder.lsa import LsaEncoder
+
 KS = (10, 50)
 DOMAINS = ("live", "video")
+PROBE_LEVELS = (1, 2, 3)
 
 
 def positive_ranks(sim: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -46,14 +58,38 @@ def positive_ranks(sim: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return (sim > s_pos[:, None]).sum(axis=1)
 
 
+# Ties are broken at random, in expectation. Counting only strictly higher scores would rank a
+# zero vector's positive first: an LSA query without one vocabulary word scores 0 against every
+# item and would be a hit. Without ties both formulas give the plain 0/1 hit.
+
+
 def q2i_recall(q: np.ndarray, gallery: np.ndarray, pos: np.ndarray, ks=KS) -> dict[int, float]:
-    """Q2I Recall@k: share of queries whose positive item ranks in the top k of the gallery."""
-    ranks = positive_ranks(q @ gallery.T, pos)  # (Q,)
-    return {k: float((ranks < k).mean()) for k in ks}
+    """Q2I Recall@k: share of queries whose positive item ranks in the top k of the gallery.
+
+    With ``a`` items scoring higher than the positive and ``t`` others tied with it, the expected
+    hit under a random order of the tied items is ``clip((k - a) / (t + 1), 0, 1)``.
+    """
+    sim = q @ gallery.T  # (Q, G)
+    s_pos = sim[np.arange(len(sim)), pos][:, None]  # (Q, 1)
+    above = (sim > s_pos).sum(axis=1)
+    tied = (sim == s_pos).sum(axis=1) - 1
+    return {k: float(np.clip((k - above) / (tied + 1), 0.0, 1.0).mean()) for k in ks}
+
+
+def _hit_any(above: int, tied: int, own: int, k: int) -> float:
+    """P(one of ``own`` of the ``tied`` best-scoring queries lands in the top k), ``above`` ahead of them."""
+    j = k - above  # places in the top k left for the tied block
+    if j <= 0:
+        return 0.0
+    if j > tied - own:
+        return 1.0
+    return 1.0 - math.comb(tied - own, j) / math.comb(tied, j)  # all j places taken by other queries
 
 
 def i2q_recall(items: np.ndarray, q: np.ndarray, owner: np.ndarray, ks=KS) -> dict[int, float]:
     """I2Q Recall@k: share of items with at least one own query in the top k of all queries.
+
+    The best-scoring own query decides; ties at its score are broken at random, in expectation.
 
     Args:
         items: (M, D) item embeddings.
@@ -61,30 +97,58 @@ def i2q_recall(items: np.ndarray, q: np.ndarray, owner: np.ndarray, ks=KS) -> di
         owner: (Q,) row of ``items`` each query belongs to.
     """
     sim = items @ q.T  # (M, Q)
-    best = np.full(len(items), np.inf)
-    for j in range(len(q)):  # rank of each own query; the best one decides
-        m = owner[j]
-        rank = (sim[m] > sim[m, j]).sum()
-        best[m] = min(best[m], rank)
-    has = np.isfinite(best)
-    return {k: float((best[has] < k).mean()) for k in ks}
+    hits = {k: [] for k in ks}
+    for m in np.unique(owner):
+        own = owner == m
+        best = sim[m, own].max()
+        above = int((sim[m] > best).sum())
+        tied = sim[m] == best
+        n_tied, n_own = int(tied.sum()), int((tied & own).sum())
+        for k in ks:
+            hits[k].append(_hit_any(above, n_tied, n_own, k))
+    return {k: float(np.mean(v)) for k, v in hits.items()}
+
+
+def stratified_split(y: np.ndarray, train_frac: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, test): each class split ``train_frac`` / rest, at least one row on each
+    side for a class of two or more (a class of one goes to train).
+
+    Example:
+        >>> tr, te = stratified_split(np.array([0] * 10 + [1] * 5), 0.7, np.random.default_rng(0))
+        >>> len(tr), len(te)   # class 0: 7 / 3, class 1: round(3.5) = 4 / 1
+        (11, 4)
+    """
+    tr, te = [], []
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        k = len(rows) if len(rows) < 2 else min(max(int(round(train_frac * len(rows))), 1), len(rows) - 1)
+        tr.append(rows[:k])
+        te.append(rows[k:])
+    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
 
 
 def linear_probe(x: np.ndarray, y: np.ndarray, seed: int, *, train_frac: float = 0.7, l2: float = 1e-3) -> float | None:
-    """Test accuracy of a logistic-regression probe on frozen features (None if too few labels)."""
+    """Test accuracy of a logistic-regression probe on frozen features (None if too few labels).
+
+    Stratified split, features standardised on the training rows (see the module docstring),
+    float64 throughout.
+    """
     keep = y >= 0
     x, y = x[keep], y[keep]
     if len(y) < 10 or len(np.unique(y)) < 2:
         return None
     classes, y = np.unique(y, return_inverse=True)
-    perm = np.random.default_rng([seed, 0x9B0B]).permutation(len(y))
-    n_tr = int(train_frac * len(y))
-    tr, te = perm[:n_tr], perm[n_tr:]
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    tr, te = stratified_split(y, train_frac, np.random.default_rng([seed, 0x9B0B]))
+    if len(te) == 0:
+        return None
+    x = np.asarray(x, dtype=np.float64)
+    mu, sd = x[tr].mean(0), x[tr].std(0)
+    sd[sd < 1e-12 * max(float(np.abs(mu).max()), 1.0)] = 1.0  # a constant feature stays 0, not inf
+    xt = torch.from_numpy((x - mu) / sd)  # (n, D) standardised
     yt = torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
-    w = (torch.randn(x.shape[1], len(classes), generator=gen) * 0.01).requires_grad_(True)
-    b = torch.zeros(len(classes), requires_grad=True)
+    w = (torch.randn(x.shape[1], len(classes), generator=gen, dtype=torch.float64) * 0.01).requires_grad_(True)
+    b = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -97,7 +161,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, seed: int, *, train_frac: float =
     opt.step(closure)
     with torch.no_grad():
         pred = (xt[te] @ w + b).argmax(1)
-    return float((pred == yt[te]).float().mean())
+    return float((pred == yt[te]).double().mean())
 
 
 def _gallery(data: EncoderData, held: np.ndarray, video: bool, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +177,7 @@ def _gallery(data: EncoderData, held: np.ndarray, video: bool, size: int, seed: 
     return pos, np.concatenate([pos, fill])
 
 
-def evaluate_model(model: MultimodalEncoder, data: EncoderData, *, seed: int, eval_fraction: float, gallery_size: int, probe_items: int, batch_size: int = 256) -> dict:
+def evaluate_model(model: MultimodalEncoder | LsaEncoder, data: EncoderData, *, seed: int, eval_fraction: float, gallery_size: int, probe_items: int, batch_size: int = 256) -> dict:
     """Metrics of an in-memory model on already-loaded data (see ``evaluate_encoder``)."""
     held = heldout_slices(data, eval_fraction, seed)
     out: dict = {"n": {}}
@@ -133,7 +197,7 @@ def evaluate_model(model: MultimodalEncoder, data: EncoderData, *, seed: int, ev
         i2q = i2q_recall(zg[held_rows], zq, pos)
         out[name] = {**{f"q2i_recall@{k}": v for k, v in q2i.items()}, **{f"i2q_recall@{k}": v for k, v in i2q.items()}}
         out["n"][name] = {"queries": int(len(qidx)), "gallery": int(len(gallery)), "items": int(len(pos_items))}
-    for level in (1, 2):
+    for level in PROBE_LEVELS:
         col = f"topic_l{level}"
         acc = None
         if col in data.topics:
@@ -147,20 +211,37 @@ def evaluate_model(model: MultimodalEncoder, data: EncoderData, *, seed: int, ev
     return out
 
 
+def _add_topic_levels(ds: Dataset, data: EncoderData) -> None:
+    """Put the probe's deeper topic columns (``topic_l3``) into ``data.topics`` when the dataset has them.
+
+    ``load_encoder_data`` reads ``topic_l1``/``topic_l2`` only; its rows are the slices table's rows.
+    """
+    import pyarrow.parquet as pq
+
+    names = pq.ParquetFile(ds.path("slices")).schema_arrow.names
+    want = [f"topic_l{lv}" for lv in PROBE_LEVELS if f"topic_l{lv}" in names and f"topic_l{lv}" not in data.topics]
+    if want:
+        t = ds.table("slices", want)
+        data.topics.update({c: t.column(c).to_numpy().astype(np.int64) for c in want})
+
+
 def evaluate_encoder(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, batch_size: int = 256) -> dict:
-    """Evaluate a trained encoder on its held-out pairs.
+    """Evaluate a trained encoder (or a fitted LSA reference) on its held-out pairs.
 
     Returns ``{"live": {q2i_recall@10, q2i_recall@50, i2q_recall@10, i2q_recall@50}, "video": {...},
-    "probe_acc_level1": float, "probe_acc_level2": float, "n": counts}`` (None where a domain
-    or label is missing).
+    "probe_acc_level1": float, "probe_acc_level2": float, "probe_acc_level3": float, "n": counts}``
+    (None where a domain or label is missing).
 
     Example:
         >>> evaluate_encoder("runs/encoder", "data/world")["video"]["q2i_recall@10"]
     """
     model, cfg = load_encoder(model_dir)
-    torch.set_num_threads(cfg.train.num_threads)
-    data = load_encoder_data(Dataset(dataset_dir), model.text, model.frame_size)
+    ev = cfg.eval_settings()
+    torch.set_num_threads(ev.num_threads)
+    ds = Dataset(dataset_dir)
+    data = load_encoder_data(ds, model.text, model.frame_size)
+    _add_topic_levels(ds, data)
     return evaluate_model(
-        model, data, seed=cfg.seed, eval_fraction=cfg.train.eval_fraction,
-        gallery_size=cfg.train.eval_gallery, probe_items=cfg.train.probe_items, batch_size=batch_size,
+        model, data, seed=ev.seed, eval_fraction=ev.eval_fraction,
+        gallery_size=ev.eval_gallery, probe_items=ev.probe_items, batch_size=batch_size,
     )

@@ -29,17 +29,21 @@ import json
 import os
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fluidrec.encoder.config import EncoderConfig, ModelConfig
+from fluidrec.encoder.config import EncoderConfig, LsaConfig, ModelConfig
 from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
 from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
 from fluidrec.errors import DataError, UsageError, first_line
 from fluidrec.utils.io import atomic_path, load_torch_file, read_json, write_json
+
+if TYPE_CHECKING:
+    from fluidrec.encoder.lsa import LsaEncoder
 
 
 @dataclasses.dataclass
@@ -188,6 +192,11 @@ class MultimodalEncoder(nn.Module, abc.ABC):
     @property
     def frame_size(self) -> int | None:
         return None if self.vision is None else self.vision.frame_size
+
+    @property
+    def out_dim(self) -> int:
+        """D, the embedding width."""
+        return int(self.out_proj.out_features)
 
     def _text_embeds(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token embeddings of ``[text; EOS]`` -> (emb (B, T+1, H), mask (B, T+1) bool, eos_pos (B,))."""
@@ -395,16 +404,30 @@ def save_encoder(model: MultimodalEncoder, cfg: EncoderConfig, out_dir: str | os
     return out
 
 
-def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, EncoderConfig]:
-    """Load a model directory written by ``save_encoder``/``train_encoder`` (eval mode).
+def model_kind(model_dir: str | os.PathLike) -> str:
+    """``"lsa"`` for a TF-IDF + SVD directory (``encoder.lsa``), else ``"neural"``.
 
-    Returns the model and its EncoderConfig.
+    Neural configs carry no ``kind`` (their saved form is unchanged, so resumes still match).
     """
-    from transformers import AutoConfig
+    p = Path(model_dir) / CONFIG_FILE
+    return str(read_json(p).get("kind", "neural")) if p.exists() else "neural"
 
+
+def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, EncoderConfig] | tuple[LsaEncoder, LsaConfig]:
+    """Load a model directory written by ``save_encoder``/``train_encoder`` (eval mode), or by
+    ``lsa.train_lsa`` (an ``LsaEncoder``: same ``encode_items``/``encode_queries``/``text``).
+
+    Returns the model and its config (``EncoderConfig``, or ``LsaConfig`` for an LSA directory).
+    """
     d = Path(model_dir)
     if not d.is_dir():
         raise UsageError(f"model directory {d} not found")
+    if model_kind(d) == "lsa":
+        from fluidrec.encoder.lsa import load_lsa
+
+        return load_lsa(d)
+    from transformers import AutoConfig
+
     if not (d / MODEL_FILE).exists() or not (d / CONFIG_FILE).exists():
         raise UsageError(f"{d} is not a trained encoder (missing {MODEL_FILE} or {CONFIG_FILE}); run `fluidrec encoder train`")
     saved = read_json(d / CONFIG_FILE)
@@ -429,5 +452,10 @@ def read_model_meta(model_dir: str | os.PathLike) -> dict:
 
 def model_fingerprint(model_dir: str | os.PathLike) -> str:
     """Cheap identity of a trained model (weights file size + mtime) for resumable jobs."""
-    st = (Path(model_dir) / MODEL_FILE).stat()
+    weights = Path(model_dir) / MODEL_FILE
+    if model_kind(model_dir) == "lsa":
+        from fluidrec.encoder.lsa import COMPONENTS_FILE
+
+        weights = Path(model_dir) / COMPONENTS_FILE
+    st = weights.stat()
     return json.dumps([str(Path(model_dir).resolve()), st.st_size, st.st_mtime_ns])

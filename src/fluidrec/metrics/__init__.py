@@ -1,4 +1,4 @@
-"""Ranking metrics as pure numpy functions: AUC, GAUC, logloss and cold-start buckets.
+"""Metrics as pure numpy functions: AUC, GAUC, logloss, cold-start buckets, purity and NMI.
 
 Each optimised function has a plain reference implementation (``*_reference``) that the
 tests compare against on small, hand-checkable examples.
@@ -11,6 +11,7 @@ Example:
 
 from fluidrec.metrics.auc import auc, auc_reference
 from fluidrec.metrics.buckets import AGE_BUCKETS, BUCKET_NAMES, bucket_masks
+from fluidrec.metrics.clustering import nmi, prefix_labels, purity
 from fluidrec.metrics.gauc import gauc, gauc_reference
 from fluidrec.metrics.logloss import logloss
 
@@ -23,4 +24,7 @@ __all__ = [
     "gauc",
     "gauc_reference",
     "logloss",
+    "nmi",
+    "prefix_labels",
+    "purity",
 ]
