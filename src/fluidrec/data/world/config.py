@@ -22,12 +22,14 @@ SCALES = ("tiny", "small", "medium", "large")
 
 # Sizes per scale. Only sizes change between scales; the behaviour parameters do not.
 _SCALE_SIZES: dict[str, dict[str, int]] = {
+    # n_users is set from the request volume so that a user clicks about 9.8 times a day, as in
+    # the KuaiLive log (docs/world.md, "Density"); only the request volume is a budget choice.
     # seconds; used by many tests
-    "tiny": dict(days=2, n_authors=120, n_users=600, n_videos=300, requests_per_day=6000),
-    # the demo default: the main job must fit 15 minutes on 2 cores (incl. MiniLM over every slice)
-    "small": dict(days=7, n_authors=540, n_users=20_000, n_videos=8_000, requests_per_day=24_000),
-    "medium": dict(days=14, n_authors=4_000, n_users=100_000, n_videos=30_000, requests_per_day=120_000),
-    "large": dict(days=30, n_authors=6_000, n_users=300_000, n_videos=100_000, requests_per_day=560_000),
+    "tiny": dict(days=2, n_authors=120, n_users=125, n_videos=300, requests_per_day=6000),
+    # the demo default: the main job must fit its budget on 2 cores (incl. MiniLM over every slice)
+    "small": dict(days=7, n_authors=540, n_users=500, n_videos=8_000, requests_per_day=24_000),
+    "medium": dict(days=14, n_authors=4_000, n_users=3_500, n_videos=30_000, requests_per_day=120_000),
+    "large": dict(days=30, n_authors=6_000, n_users=17_000, n_videos=100_000, requests_per_day=560_000),
 }
 
 
@@ -163,7 +165,7 @@ class WorldConfig:
 
         Example:
             >>> WorldConfig.for_scale("small", seed=3).n_users
-            20000
+            500
         """
         if scale not in _SCALE_SIZES:
             raise ConfigError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
