@@ -1,13 +1,14 @@
 """The whole main job at the tiny scale: every table present, every number finite."""
 
+import dataclasses
 import json
 import math
 
 import pytest
 
 from fluidrec.cli import main
-from fluidrec.experiments.config import ReproduceConfig
-from fluidrec.experiments.reproduce import RunPaths, _features, reproduce, stage_arm
+from fluidrec.experiments.config import NEURAL_ROWS, TABLE3_ROWS, TRUTH_ROWS, ReproduceConfig
+from fluidrec.experiments.reproduce import RunPaths, _features, reproduce, stage_arm, stage_codes_oracle, stage_encoder, stage_truth
 
 
 def _numbers(obj):
@@ -33,9 +34,30 @@ def test_every_table_present_and_finite(tiny_run):
     on_disk = json.loads((out / "results.json").read_text())
     for key in ("table3", "table4", "table5", "table6", "table7", "seconds"):
         assert on_disk[key], key
-    assert set(on_disk["table3"]) == {"baseline", "slice", "no_id", "fluid"}
-    for row in on_disk["table3"].values():
-        assert {"auc", "logloss", "auc_new_room"} <= set(row)
+    t3 = on_disk["table3"]
+    assert list(results["table3"]) == list(TABLE3_ROWS)  # truth rows, lr, gbdt, baseline, slice, no_id, fluid, fluid_true_codes
+    assert set(t3) == set(TABLE3_ROWS)
+    for row in t3.values():
+        assert {"auc", "auc_sd", "auc_new_room", "auc_new_room_sd", "gauc", "logloss", "headroom_share", "headroom_share_new_room", "seeds"} <= set(row)
+    for row in NEURAL_ROWS:  # two ranker seeds (ReproduceConfig.tiny), each one's numbers kept
+        assert [s["ranker_seed"] for s in t3[row]["seeds"]] == [0, 1], row
+        assert t3[row]["auc"] == pytest.approx(sum(s["auc"] for s in t3[row]["seeds"]) / 2)
+        assert t3[row]["auc_sd"] > 0, row  # init seeds differ, so do the fits
+    assert t3["slice"]["seeds"][0]["auc"] == on_disk["arms"]["fluid_stage1"]["click"]["auc"]
+    assert t3["fluid"]["seeds"][1]["auc"] == on_disk["arms"]["fluid@1"]["click"]["auc"]
+    for row in ("lr", "gbdt", *TRUTH_ROWS):
+        assert t3[row]["auc_sd"] == 0.0 and t3[row]["deterministic"], row
+    assert t3["position_only"]["headroom_share"] == 0.0 and t3["ceiling_no_id"]["headroom_share"] == 1.0
+    pos, ceil = t3["position_only"]["auc"], t3["ceiling_no_id"]["auc"]
+    assert t3["fluid"]["headroom_share"] == pytest.approx((t3["fluid"]["auc"] - pos) / (ceil - pos))
+    assert t3["oracle"]["auc"] > t3["ceiling_no_id"]["auc"] > t3["position_only"]["auc"]
+    codes = on_disk["codes"]
+    for k in range(1, 5):
+        assert 0 < codes[f"purity_l{k}"] <= 1 and 0 <= codes[f"nmi_l{k}"] <= 1
+    assert codes["encoder_preset"] == "tiny"
+    assert {"ours", "lsa"} <= set(on_disk["table6"])
+    assert 0 <= on_disk["table6"]["lsa"]["live"]["q2i_recall@10"] <= 1
+    assert (out / "codes_oracle" / "slice_codes.parquet").exists() and (out / "rankers" / "fluid_true_codes@1" / "model.pt").exists()
     assert set(on_disk["table4"]) == {"slice", "no_id", "fluid"}
     for metrics in on_disk["table4"].values():
         for m in metrics.values():
@@ -45,8 +67,10 @@ def test_every_table_present_and_finite(tiny_run):
         assert values and all(math.isfinite(v) for v in values), table
     assert json.loads((out / "config.json").read_text())["reproduce"]["seed"] == 0
     report = (out / "report.md").read_text()
-    for heading in ("Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Discussion"):
+    for heading in ("Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Discussion", "true topic path"):
         assert heading in report
+    for text in ("position only (the floor)", "FLUID on the true-topic codes", "Encoder's share", "Spread (2 ranker seed(s)", "preset `tiny`"):
+        assert text in report, text
     for fig in ("headline.png", "fig_id_norm_vs_age.png", "fig_gate_by_id_norm.png", "code_utilisation.png", "case_review.png"):
         assert (out / "figures" / fig).stat().st_size > 1000, fig
 
@@ -55,7 +79,8 @@ def test_resume_skips_finished_stages_and_keeps_results(tiny_run, capsys):
     out, results = tiny_run
     again = reproduce(ReproduceConfig.tiny(seed=0), out, resume=True)
     printed = capsys.readouterr().err
-    assert "[ranker_fluid] cached" in printed and "[world] cached" in printed
+    assert "[ranker_fluid] cached" in printed and "[world] cached" in printed and "[ranker_fluid_true_codes@1] cached" in printed
+    assert "running ..." not in printed  # a finished run recomputes no stage
     assert json.dumps(again["table3"], sort_keys=True) == json.dumps(results["table3"], sort_keys=True)
 
 
@@ -73,3 +98,27 @@ def test_resume_refuses_a_different_config(tiny_run, capsys):
     out, _ = tiny_run
     assert main(["reproduce", "--scale", "tiny", "--seed", "1", "--out", str(out), "--resume"]) == 2
     assert "different configuration" in capsys.readouterr().err
+
+
+def test_no_world_truth_skips_truth_rows_and_true_codes(tmp_path):
+    paths = RunPaths(tmp_path)  # no world/ truth: an imported real dataset would look like this
+    cfg = ReproduceConfig.tiny()
+    assert "no world truth" in stage_truth(cfg, paths, features=None)["skipped"]
+    assert "no world truth" in stage_codes_oracle(cfg, paths)["skipped"]
+
+
+def test_lsa_preset_trains_the_main_encoder(tiny_run, tmp_path):
+    out, _ = tiny_run
+    paths = RunPaths(tmp_path)
+    paths.world.symlink_to(out / "world")
+    cfg = dataclasses.replace(ReproduceConfig.tiny(), encoder_preset="lsa")
+    assert cfg.neural_encoder_preset == "tiny"
+    ev = stage_encoder(cfg, paths)
+    assert json.loads((paths.encoder / "config.json").read_text())["kind"] == "lsa"
+    assert 0 <= ev["live"]["q2i_recall@10"] <= 1
+
+
+def test_cli_rejects_encoder_steps_for_lsa(tmp_path, capsys):
+    args = ["reproduce", "--scale", "tiny", "--encoder-preset", "lsa", "--encoder-steps", "3", "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    assert "lsa" in capsys.readouterr().err

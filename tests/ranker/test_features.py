@@ -42,7 +42,7 @@ def test_last_k_matches_plain_loop():
 
 def test_batch_and_cache_round_trip(toy_features, tmp_path):
     b = toy_features.batch(slice(0, 64))
-    assert b.slice_codes.shape == (64, 3) and b.hist_codes.shape == (64, 8, 3) and set(b.labels) >= {"click", "gift"}
+    assert b.slice_codes.shape == (64, 3) and b.hist_codes.shape == (64, 64, 3) and set(b.labels) >= {"click", "gift"}
     assert len(b.to("cpu")) == 64
     p = toy_features.save(tmp_path / "f.npz")
     g = Features.load(p)

@@ -1,11 +1,15 @@
 """Optimised hot-path ops against their plain reference implementations (values and gradients)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from fluidrec.ranker.batching import Batch
 from fluidrec.ranker.ops import gather_rows
-from fluidrec.ranker.tokens import CodeEmbedding, HistoryPool, Tokenizer, TokenizerConfig, prefix_ngram_ids, prefix_ngram_ids_reference
+from fluidrec.ranker.tokens import (
+    CodeEmbedding, HistoryPool, Tokenizer, TokenizerConfig, prefix_match_shares, prefix_match_shares_reference, prefix_ngram_ids,
+    prefix_ngram_ids_reference,
+)  # fmt: skip
 
 
 def test_gather_rows_matches_embedding_values_and_gradient():
@@ -58,9 +62,29 @@ def test_history_pool_matches_textbook_attention():
     mask = torch.rand(6, 5) < 0.6
     mask[0] = False  # a user with no history: zero vector
     cand = torch.randn(6, 8)
+    torch.nn.init.normal_(pool.match.weight)  # trained-looking match projection (it starts at zero)
+    slice_codes, room_codes = torch.randint(0, 4, (6, 2)), torch.randint(0, 4, (6, 2))
     for c in (cand, None):
         _compare(pool(codes, mask, c), pool.forward_reference(codes, mask, c), list(pool.parameters()))
-    assert (pool(codes, mask, cand)[0] == 0).all()
+        _compare(pool(codes, mask, c, slice_codes, room_codes), pool.forward_reference(codes, mask, c, slice_codes, room_codes),
+                 list(pool.parameters()))
+    no_history = pool.match(pool.match_features(codes, mask, slice_codes, room_codes))[0]
+    assert torch.allclose(pool(codes, mask, cand, slice_codes, room_codes)[0], no_history)  # nothing pooled
+
+
+def test_prefix_match_shares_by_hand_and_against_the_loop():
+    hist = torch.tensor([[[1, 2, 0], [1, 3, 0], [2, 2, 0], [1, 2, 1]]])  # (1, K=4, L=3)
+    mask = torch.tensor([[True, True, True, False]])  # the last item is padding
+    cand = torch.tensor([[1, 2, 0]])
+    # depth 1: items 0, 1 share "1" (2 of 3); depth 2: item 0 shares "1,2"; depth 3: item 0
+    assert prefix_match_shares(hist, mask, cand)[0].tolist() == pytest.approx([2 / 3, 1 / 3, 1 / 3])
+    assert prefix_match_shares(hist, torch.zeros_like(mask), cand)[0].tolist() == [0.0, 0.0, 0.0]
+    g = torch.Generator().manual_seed(5)
+    h, m, c = torch.randint(0, 3, (20, 6, 3), generator=g), torch.rand(20, 6, generator=g) < 0.7, torch.randint(0, 3, (20, 3), generator=g)
+    fast = prefix_match_shares(h, m, c)
+    for i in range(20):
+        valid = [h[i, k].tolist() for k in range(6) if m[i, k]]
+        assert fast[i].tolist() == pytest.approx(prefix_match_shares_reference(valid, c[i].tolist()))
 
 
 def test_side_tokens_match_one_lookup_per_field():

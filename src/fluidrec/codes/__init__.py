@@ -1,7 +1,9 @@
 """Semantic codes (LUCID) for ID-free ranking, after fluid.txt 3.2-3.3.
 
 - ``RQKMeans``: residual k-means (faiss training, batched GEMM encode), save/load.
-- ``code_quality``: per-level error, utilisation, perplexity; collisions of full codes.
+- ``code_quality``: per-level error, utilisation, perplexity; collisions of full codes;
+  ``code_truth_quality`` / ``topic_paths``: purity and NMI of code prefixes against a
+  dataset's true topic path.
 - ``RoomCodeTracker`` / ``room_codes`` / ``room_codes_for_dataset``: causal per-level
   majority vote over a room's slices (room LUCID); ``UNKNOWN_CODE`` (-1) where a room
   has no coded slice yet.
@@ -40,6 +42,8 @@ _EXPORTS = {
     "CodeQuality": "quality",
     "LevelQuality": "quality",
     "code_quality": "quality",
+    "code_truth_quality": "quality",
+    "topic_paths": "quality",
     "collision_stats": "quality",
     "usage_stats": "quality",
     "UNKNOWN_CODE": "rooms",
@@ -69,6 +73,7 @@ __all__ = [
     "RoomCodes",
     "child_codes",
     "code_quality",
+    "code_truth_quality",
     "collision_stats",
     "encode_reference",
     "flat_codebook",
@@ -81,6 +86,7 @@ __all__ = [
     "room_codes",
     "room_codes_for_dataset",
     "room_codes_reference",
+    "topic_paths",
     "usage_stats",
     "validate_vectors",
     "write_codes",

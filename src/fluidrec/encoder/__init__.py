@@ -8,7 +8,8 @@ Library entry points (each also a ``fluidrec encoder`` subcommand):
 - ``run_ablation(dataset_dir, out_dir, cfg) -> dict``: Table-6-shaped ablation.
 
 Config builders: ``encoder_default``, ``encoder_demo`` (for ``fluidrec reproduce``),
-``encoder_tiny`` (tests), ``ablation_demo``, ``ablation_reproduce`` (the ablation of
+``encoder_tiny`` (tests), ``encoder_lsa`` (the TF-IDF + SVD reference encoder, fitted by
+``train_lsa``; its model directory works with ``embed_dataset`` and ``evaluate_encoder``), ``ablation_demo``, ``ablation_reproduce`` (the ablation of
 ``fluidrec reproduce``: reuse the main encoder as the reference row).
 
 Example:
@@ -30,6 +31,9 @@ _EXPORTS = {
     "encoder_default": "config",
     "encoder_demo": "config",
     "encoder_tiny": "config",
+    "LsaConfig": "config",
+    "encoder_lsa": "config",
+    "train_lsa": "lsa",
     "EmbedSummary": "embed",
     "embed_dataset": "embed",
     "evaluate_encoder": "evaluate",
@@ -43,6 +47,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "EncoderConfig", "ModelConfig", "TrainConfig", "encoder_default", "encoder_demo", "encoder_tiny", "ablation_demo", "ablation_reproduce",
+    "LsaConfig", "encoder_lsa", "train_lsa",
     "train_encoder", "embed_dataset", "EmbedSummary", "evaluate_encoder", "run_ablation",
     "build_encoder", "load_encoder", "SingleTowerEncoder", "DualTowerEncoder",
 ]

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import argparse
 
-from fluidrec.utils.cli import add_json_flag, emit, non_negative_int
+from fluidrec.experiments.config import ENCODER_PRESETS, TABLE3_ROWS
+from fluidrec.utils.cli import add_json_flag, emit, non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="run FLUID end to end on the synthetic world and write a report (what `make demo` runs)",
-        description="world -> encoder -> embeddings -> codes -> every ranker arm -> evaluation -> "
-        "simulated online A/B -> encoder ablation -> report.md + results.json + figures/.",
+        description="world -> encoder -> embeddings -> codes (+ true-topic codes) -> truth rows -> every ranker arm "
+        "(Table 3's neural rows once per ranker seed) -> lr and gbdt peers -> evaluation -> simulated online A/B -> "
+        "lsa encoder peer -> encoder ablation -> report.md + results.json + figures/.",
     )
     p.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"), help="synthetic world size (default small)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds every stage (default 0)")
     p.add_argument("--out", required=True, help="run directory (results, report, figures, cached stages)")
     p.add_argument("--resume", action="store_true", help="skip stages already finished in --out")
+    p.add_argument(
+        "--encoder-preset", default=None, choices=ENCODER_PRESETS,
+        help="encoder whose embeddings become the codes: demo (1-layer MiniLM), tiny (tests) or lsa (TF-IDF + SVD); "
+        "default tiny at --scale tiny, demo otherwise",
+    )  # fmt: skip
+    p.add_argument(
+        "--seeds", type=positive_int, default=None,
+        help="ranker seeds of Table 3's neural rows (seed, seed+1, ...; world, encoder and codes stay those of --seed); "
+        "default 3, 2 at --scale tiny",
+    )  # fmt: skip
     p.add_argument("--encoder-steps", type=non_negative_int, default=None, help="override the encoder's training steps")
     p.add_argument("--ablation-steps", type=non_negative_int, default=None, help="steps per encoder-ablation run (0 skips Table 6)")
     p.add_argument("--ab-requests", type=non_negative_int, default=None, help="held-out requests replayed in the A/B test")
@@ -51,7 +63,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     from fluidrec.experiments.reproduce import reproduce
 
     cfg = ReproduceConfig.tiny(args.seed) if args.scale == "tiny" else ReproduceConfig(scale=args.scale, seed=args.seed)
-    overrides = {"encoder_steps": args.encoder_steps, "ablation_steps": args.ablation_steps, "ab_requests": args.ab_requests}
+    overrides = {
+        "encoder_preset": args.encoder_preset, "seeds": args.seeds, "encoder_steps": args.encoder_steps,
+        "ablation_steps": args.ablation_steps, "ab_requests": args.ab_requests,
+    }  # fmt: skip
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     results = reproduce(cfg, Path(args.out), resume=args.resume)
     emit({k: results[k] for k in ("table3", "table4", "table5", "table7", "seconds")}, args.json, _render)
@@ -68,9 +83,15 @@ def _bench_real(args: argparse.Namespace) -> int:
 
 
 def _render(r: dict) -> str:
-    lines = ["", "Table 3 (CTR, test day)", "row          AUC      logloss  AUC new rooms"]
-    for row, v in r["table3"].items():
-        lines.append(f"{row:<12} {v['auc']:.4f}   {v['logloss']:.4f}   {v['auc_new_room']:.4f}")
+    def num(x, digits: int = 4) -> str:
+        return "—" if x is None or x != x else f"{x:.{digits}f}"
+
+    lines = ["", "Table 3 (CTR, test day; mean ± sd over ranker seeds)", f"{'row':<17} {'AUC':<16} {'headroom':<9} {'logloss':<8} AUC new rooms"]
+    t3 = r["table3"]
+    for row in [k for k in TABLE3_ROWS if k in t3] + sorted(k for k in t3 if k not in TABLE3_ROWS):  # results.json sorts keys
+        v = t3[row]
+        auc = num(v["auc"]) if v.get("deterministic") else f"{num(v['auc'])} ± {num(v.get('auc_sd'))}"
+        lines.append(f"{row:<17} {auc:<16} {num(v.get('headroom_share'), 3):<9} {num(v.get('logloss')):<8} {num(v['auc_new_room'])}")
     if r["table4"]:
         lines.append("\nTable 4 (simulated A/B, FLUID vs baseline)")
         for m, d in r["table4"]["fluid"].items():

@@ -27,6 +27,16 @@ TABLE7_ARMS = {
 }
 AB_ARMS = {"baseline": "baseline", "slice": "fluid_stage1", "no_id": "no_id", "fluid": "fluid"}
 
+# Table 3 row order (results.json and report): the world's own scores, the classical peers,
+# the neural arms, and FLUID on the true-topic codes.
+TRUTH_ROWS = ("oracle", "ceiling_no_id", "content_only", "position_only")  # = fluidrec.simulate.truth_rows.TRUTH_ROWS
+PEER_ROWS = ("lr", "gbdt")  # = fluidrec.ranker.names.PEER_ARMS
+TRUE_CODES_ROW = "fluid_true_codes"  # the FLUID arm trained on codes read from the world's topic path
+NEURAL_ROWS = (*TABLE3_ARMS, TRUE_CODES_ROW)  # the rows trained once per ranker seed
+TABLE3_ROWS = (*TRUTH_ROWS, *PEER_ROWS, *NEURAL_ROWS)
+
+ENCODER_PRESETS = ("demo", "tiny", "lsa")
+
 
 def all_arms() -> tuple[str, ...]:
     seen: dict[str, None] = {}
@@ -43,7 +53,9 @@ class ReproduceConfig:
     Args:
         scale: synthetic world scale (tiny for tests, small for the demo).
         seed: seeds every stage.
-        encoder_preset: ``demo`` (CPU-sized MiniLM cut to 2 layers) or ``tiny`` (tests).
+        encoder_preset: ``demo`` (CPU-sized MiniLM cut to 1 layer), ``tiny`` (tests) or ``lsa``
+            (the TF-IDF + SVD reference encoder, evaluated like ``tiny`` on the tiny world and
+            like ``demo`` otherwise).
         encoder_steps: training steps of the main encoder (None = the preset's).
         ablation_steps: training steps of each encoder-ablation run (0 skips Table 6).
         code_levels, codebook_size: RQ-KMeans shape (the paper: 4 x 64).
@@ -51,6 +63,9 @@ class ReproduceConfig:
         ab_requests: held-out requests replayed in the simulated A/B test.
         ab_candidates: live rooms scored per request.
         n_boot: bootstrap resamples for the A/B confidence intervals.
+        seeds: ranker seeds of the Table 3 neural rows (baseline, slice, no_id, fluid,
+            fluid_true_codes): ``seed, seed + 1, ...``. Only the ranker's seed changes; the
+            world, encoder and codes are those of ``seed``. Other tables use ``seed`` alone.
     """
 
     scale: str = "small"
@@ -64,18 +79,36 @@ class ReproduceConfig:
     ab_requests: int = 6000
     ab_candidates: int = 40
     n_boot: int = 1000
+    seeds: int = 3
 
     def __post_init__(self) -> None:
         check(self.scale in SCALES, f"scale must be one of {SCALES}, got {self.scale!r}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        check(self.encoder_preset in ("demo", "tiny"), f"encoder_preset must be demo or tiny, got {self.encoder_preset!r}")
+        check(self.encoder_preset in ENCODER_PRESETS, f"encoder_preset must be one of {ENCODER_PRESETS}, got {self.encoder_preset!r}")
         check(self.encoder_steps is None or self.encoder_steps > 0, "encoder_steps must be > 0")
+        check(self.encoder_steps is None or self.encoder_preset != "lsa", "encoder_steps does not apply to the lsa preset (it has no training steps)")
         check(self.ablation_steps >= 0, "ablation_steps must be >= 0")
         check(self.code_levels >= 1 and self.codebook_size >= 2, "need code_levels >= 1 and codebook_size >= 2")
         check(self.ranker_preset in ("demo", "small"), f"ranker_preset must be demo or small, got {self.ranker_preset!r}")
         check(self.ab_requests > 0 and self.ab_candidates >= 6, "need ab_requests > 0 and ab_candidates >= 6")
+        check(isinstance(self.seeds, int) and self.seeds >= 1, f"seeds must be an int >= 1, got {self.seeds!r}")
+
+    @property
+    def ranker_seeds(self) -> tuple[int, ...]:
+        """Ranker seeds of the Table 3 neural rows; the first is ``seed`` (every other table's)."""
+        return tuple(range(self.seed, self.seed + self.seeds))
+
+    @property
+    def neural_encoder_preset(self) -> str:
+        """The neural preset behind the ablation (Table 6) and the lsa evaluation sizes."""
+        if self.encoder_preset != "lsa":
+            return self.encoder_preset
+        return "tiny" if self.scale == "tiny" else "demo"
 
     @classmethod
-    def tiny(cls, seed: int = 0) -> ReproduceConfig:
-        """Seconds-sized settings for tests: tiny world, tiny encoder, few A/B requests."""
-        return cls(scale="tiny", seed=seed, encoder_preset="tiny", ablation_steps=4, codebook_size=8, ab_requests=300, ab_candidates=10, n_boot=200)
+    def tiny(cls, seed: int = 0, *, seeds: int = 2) -> ReproduceConfig:
+        """Seconds-sized settings for tests: tiny world, tiny encoder, few A/B requests, two ranker seeds."""
+        return cls(
+            scale="tiny", seed=seed, encoder_preset="tiny", ablation_steps=4, codebook_size=8, ab_requests=300, ab_candidates=10,
+            n_boot=200, seeds=seeds,
+        )  # fmt: skip

@@ -7,30 +7,52 @@ from pathlib import Path
 
 import numpy as np
 
-from fluidrec.experiments.config import ReproduceConfig
+from fluidrec.experiments.config import TABLE3_ROWS, ReproduceConfig
 from fluidrec.experiments.figures import case_review_figure, utilisation_figure
-from fluidrec.experiments.report import ROW_NAMES, write_report
+from fluidrec.experiments.report import ROW_NAMES, TRUTH_NAMES, write_report
 from fluidrec.simulate.ab import METRICS
 from fluidrec.utils.figures import pyplot, save_figure
 from fluidrec.utils.io import read_json
 
 
+SHORT_NAMES = {
+    "lr": "LR",
+    "gbdt": "LightGBM",
+    "baseline": "baseline\n(item ID)",
+    "slice": "+ slice\nLUCID",
+    "no_id": "w/o\nitem ID",
+    "fluid": "FLUID",
+    "fluid_true_codes": "FLUID on\ntrue codes",
+}
+
+
 def headline_figure(results: dict, path: Path) -> Path:
-    """Left: CTR AUC of the Table 3 arms overall and on new rooms. Right: FLUID's A/B changes with 95% CIs."""
+    """Left: CTR AUC (mean ± sd over seeds) of the Table 3 arms overall and on new rooms, the no-ID ceiling and the
+    position-only floor as lines. Right: the A/B changes with 95% CIs."""
     plt = pyplot()
     t3 = results["table3"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    rows = list(t3)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8))
+    rows = [r for r in TABLE3_ROWS if r in t3 and r not in TRUTH_NAMES]
     x = np.arange(len(rows))
-    ax1.bar(x - 0.2, [t3[r]["auc"] for r in rows], 0.4, label="all test impressions")
-    ax1.bar(x + 0.2, [t3[r]["auc_new_room"] for r in rows], 0.4, label="rooms unseen in training")
-    lo = min(min(t3[r]["auc"], t3[r]["auc_new_room"]) for r in rows)
-    hi = max(max(t3[r]["auc"], t3[r]["auc_new_room"]) for r in rows)
-    ax1.set_ylim(lo - 0.01, hi + 0.01)
-    ax1.set_xticks(x, [ROW_NAMES[r].replace(" (", "\n(") for r in rows], fontsize=7)
+
+    def sd(r: str, key: str) -> float:
+        v = t3[r].get(f"{key}_sd", 0.0)
+        return 0.0 if v is None or v != v else v
+
+    ax1.bar(x - 0.2, [t3[r]["auc"] for r in rows], 0.4, yerr=[sd(r, "auc") for r in rows], capsize=2, label="all test impressions")
+    ax1.bar(x + 0.2, [t3[r]["auc_new_room"] for r in rows], 0.4, yerr=[sd(r, "auc_new_room") for r in rows], capsize=2,
+            label="rooms unseen in training")  # fmt: skip
+    values = [v for r in rows for v in (t3[r]["auc"], t3[r]["auc_new_room"])]
+    for row, style in (("ceiling_no_id", "--"), ("position_only", ":")):
+        if row in t3:
+            ax1.axhline(t3[row]["auc"], color="grey", ls=style, lw=0.9, label=TRUTH_NAMES[row])
+            values.append(t3[row]["auc"])
+    values = [v for v in values if v == v]
+    ax1.set_ylim(min(values) - 0.01, max(values) + 0.035)  # room above the ceiling line for the legend
+    ax1.set_xticks(x, [SHORT_NAMES.get(r, r) for r in rows], fontsize=7)
     ax1.set_ylabel("CTR AUC (test day)")
-    ax1.legend(fontsize=7)
-    ax1.set_title("Offline (Table 3)")
+    ax1.legend(fontsize=6, loc="upper center", ncol=2)
+    ax1.set_title("Offline (Table 3), mean ± sd over ranker seeds")
     if results.get("table4"):
         arms = list(results["table4"])
         y = np.arange(len(METRICS))
@@ -64,33 +86,73 @@ def _case_review(paths, path: Path, depth: int) -> tuple[Path, list]:
     )  # fmt: skip
 
 
+def _encoder_note(cfg: ReproduceConfig, conf: dict, ev: dict) -> str:
+    enc = conf["encoder"]
+    scores = (
+        f"held-out live Q2I Recall@10 {ev['live']['q2i_recall@10']:.3f} (video {ev['video']['q2i_recall@10']:.3f}), "
+        f"linear-probe accuracy on topic level 1 {_num(ev.get('probe_acc_level1'), 2)}, level 2 {_num(ev.get('probe_acc_level2'), 2)}."
+    )
+    if enc.get("kind") == "lsa":
+        return (
+            f"- encoder: preset `lsa`, TF-IDF (min_df {enc['min_df']}, {'sublinear' if enc['sublinear_tf'] else 'raw'} tf) + "
+            f"TruncatedSVD to {enc['out_dim']} dimensions over the fields {', '.join(enc['fields'])}, fitted on the slices "
+            f"outside the held-out split; no training steps; {scores}"
+        )
+    m = enc["model"]
+    return (
+        f"- encoder: preset `{cfg.encoder_preset}`, text backbone `{m['backbone']}` "
+        f"({'first ' + str(m['lm_layers']) if m.get('lm_layers') else 'all'} layer(s)), fusion `{m['fusion']}`, "
+        f"{m['text_tokens']} text tokens, {m['visual_tokens']} visual tokens, {enc['train']['steps']} training steps; {scores}"
+    )
+
+
+def _num(x, digits: int) -> str:
+    return "—" if x is None or x != x else f"{x:.{digits}f}"
+
+
 def _notes(cfg: ReproduceConfig, paths, results: dict) -> list[str]:
     conf = read_json(paths.root / "config.json")
-    enc = conf["encoder"]["model"]
     rk = conf["ranker"]["model"]
     ds = results["dataset"]
     ab = results["online_ab"]
-    ev = results["encoder"]
+    seeds = results.get("ranker_seeds", [cfg.seed])
+    command = f"fluidrec reproduce --scale {cfg.scale} --seed {cfg.seed} --seeds {cfg.seeds} --encoder-preset {cfg.encoder_preset} --out {paths.root}"
+    truth = results.get("truth", {})
     return [
-        f"Command: `fluidrec reproduce --scale {cfg.scale} --seed {cfg.seed} --out {paths.root}`. "
+        f"Command: `{command}`. "
         "Every number below comes from this run's `results.json`; the paper's figures are quoted beside ours.",
+        "",
+        f"**Seeds**: Table 3's neural rows (baseline, +slice, w/o ID, FLUID, FLUID on the true-topic codes) are trained "
+        f"with {len(seeds)} ranker seed(s) ({', '.join(map(str, seeds))}); only the ranker's initialisation changes, the "
+        f"world, encoder and codes are those of `--seed {cfg.seed}`. They show the mean and the sample standard deviation; "
+        "a difference counts only when it exceeds twice the larger sd. The lr and gbdt peers are deterministic fits "
+        "(LightGBM without bagging or feature sampling, a convex logistic regression), run once: sd 0 by construction. "
+        f"Truth rows are the world's own scores. Tables 4–7 use seed {cfg.seed} alone.",
         "",
         "**Sizes used** (reduced to fit two CPU cores; the paper's production run is six orders of magnitude larger):",
         f"- world: scale `{cfg.scale}`, {ds['n_impressions']:,} impressions, {ds['n_rooms']:,} rooms "
         f"(median life {ds['room_minutes_p50']:.1f} min), {ds['n_slices']:,} live slices, {ds['n_videos']:,} short videos, "
         f"CTR {ds['ctr']:.2%}; last day = test, {ds['share_test_rooms_unseen_in_train']:.1%} of test rooms unseen in training.",
-        f"- encoder: text backbone `{enc['backbone']}` ({'first ' + str(enc['lm_layers']) if enc.get('lm_layers') else 'all'} layer(s)), "
-        f"fusion `{enc['fusion']}`, {enc['text_tokens']} text tokens, {enc['visual_tokens']} visual tokens, "
-        f"{conf['encoder']['train']['steps']} training steps; held-out live Q2I Recall@10 {ev['live']['q2i_recall@10']:.3f} "
-        f"(video {ev['video']['q2i_recall@10']:.3f}), linear-probe accuracy on topic level 1 {ev['probe_acc_level1']:.2f}, level 2 {ev['probe_acc_level2']:.2f}.",
-        f"- codes: RQ-KMeans {cfg.code_levels} levels x {cfg.codebook_size} codewords (the paper: 4 x 64); "
-        f"full-code collision rate {results['codes'].get('collision_rate', float('nan')):.3f}.",
+        _encoder_note(cfg, conf, results["encoder"]),
+        f"- codes: RQ-KMeans {cfg.code_levels} levels x {cfg.codebook_size} codewords (the paper: 4 x 64) on the "
+        f"`{cfg.encoder_preset}` encoder's embeddings; full-code collision rate {results['codes'].get('collision_rate', float('nan')):.3f}; "
+        f"level-1 purity {_num(results['codes'].get('purity_l1'), 3)} and NMI {_num(results['codes'].get('nmi_l1'), 3)} against the true topic.",
+        "- true-topic codes (`codes_oracle/`): each slice's child index per level of the world's topic path, room codes by "
+        "the same causal vote; the FLUID arm trained on them separates the encoder's loss from the ranker's."
+        if "skipped" not in results.get("codes_oracle", {})
+        else f"- true-topic codes: {results['codes_oracle']['skipped']}",
+        f"- truth rows: {truth['skipped']}" if "skipped" in truth else "- truth rows: the world's click logit and its parts, scored on the test impressions.",
+        f"- peers: lr and LightGBM on causal hand features (click task only), LightGBM at most {conf['peers']['rounds']} rounds "
+        f"(learning rate {conf['peers']['learning_rate']}, early stopping on the last {conf['peers']['valid_fraction']:.0%} of the training stream).",
         f"- ranker: token width {rk['dim']}, {rk['layers']} fusion layer(s), {rk['heads']} attention head(s), one pass in time order, "
         f"batch {conf['ranker']['batch_size']}.",
         f"- online A/B: {ab['n_requests']:,} held-out requests of {ab['n_users']:,} users, up to {cfg.ab_candidates} live rooms "
         f"scored per request, slate of {ab['config']['slate']}; {cfg.n_boot} bootstrap resamples over users.",
-        f"- encoder ablation (Table 6): {cfg.ablation_steps} training steps per variant, reference included (a reduced run; "
-        "the main encoder above trains longer)" if cfg.ablation_steps else "- encoder ablation: skipped",
+        f"- encoder ablation (Table 6): {cfg.ablation_steps} training steps per variant of the `{cfg.neural_encoder_preset}` "
+        "preset, reference included (a reduced run; the main encoder above trains longer); the `lsa` row is the TF-IDF + SVD "
+        "peer, scored on the same held-out pairs"
+        if cfg.ablation_steps
+        else "- encoder ablation: skipped (Table 6 holds the `lsa` peer row only)",
         "",
         "**How this protocol differs from the paper's** (read before comparing numbers):",
         "- Evaluation is offline with a frozen model: every arm trains one pass over days 0..n-2 in time order and is "

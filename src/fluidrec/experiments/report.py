@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fluidrec.experiments import paper
+from fluidrec.experiments.config import TABLE3_ROWS
 from fluidrec.experiments.paper import rel
 from fluidrec.simulate.ab import METRICS
 from fluidrec.utils.io import atomic_path
@@ -20,7 +21,17 @@ ROW_NAMES = {
     "slice": "baseline + slice LUCID",
     "no_id": "baseline w/o item ID",
     "fluid": "FLUID (slice + room LUCID, no ID)",
+    "fluid_true_codes": "FLUID on the true-topic codes",
+    "lr": "peer: logistic regression",
+    "gbdt": "peer: LightGBM",
 }
+TRUTH_NAMES = {
+    "oracle": "oracle (the world's own click logit)",
+    "ceiling_no_id": "ceiling without item ID (no room effect, no pair noise)",
+    "content_only": "content affinity only",
+    "position_only": "position only (the floor)",
+}
+NEURAL_ROWS = ("baseline", "slice", "no_id", "fluid", "fluid_true_codes")
 METRIC_NAMES = {
     "quality_watch_duration": "Quality Watch Duration",
     "quality_watch_sessions": "Quality Watch Sessions",
@@ -52,26 +63,114 @@ def _pct(x: float | None) -> str:
     return "—" if x is None or x != x else f"{x:+.2f}%"
 
 
+def _pm(mean: float | None, sd: float | None, digits: int = 4) -> str:
+    """``mean ± sd``; the mean alone when there is no spread to show (one seed, or a deterministic row)."""
+    if sd is None or sd != sd or sd == 0:
+        return _f(mean, digits)
+    return f"{_f(mean, digits)} ± {_f(sd, digits)}"
+
+
+def _share_pct(x: float | None) -> str:
+    return "—" if x is None or x != x else f"{x * 100:.0f}%"
+
+
+def truth_md(t3: dict) -> str:
+    """The truth block of Table 3: the world's own scores on the test impressions."""
+    lines = ["| truth row | AUC | AUC new rooms | GAUC | logloss | headroom share | headroom share, new rooms |", "|---|---|---|---|---|---|---|"]
+    for row in TRUTH_NAMES:
+        if row in t3:
+            r = t3[row]
+            lines.append(
+                f"| {TRUTH_NAMES[row]} | {_f(r['auc'])} | {_f(r.get('auc_new_room'))} | {_f(r.get('gauc'))} | {_f(r.get('logloss'))} | "
+                f"{_share_pct(r.get('headroom_share'))} | {_share_pct(r.get('headroom_share_new_room'))} |"
+            )
+    return "\n".join(lines)
+
+
 def table3_md(t3: dict) -> str:
+    """Table 3: the truth block (when the world's truth is known), then the peers and neural arms (mean ± sd over seeds)."""
     base = t3["baseline"]
     lines = [
-        "| configuration | AUC | ΔAUC | logloss | Δlogloss | AUC new rooms | AUC age<10 min | AUC 10–30 | AUC ≥30 | paper AUC (Δ) | paper logloss (Δ) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | seeds | AUC | ΔAUC | headroom share | logloss | Δlogloss | AUC new rooms | headroom share, new rooms | "
+        "AUC age<10 min | AUC 10–30 | AUC ≥30 | paper AUC (Δ) | paper logloss (Δ) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row, r in t3.items():
-        p = paper.TABLE3[row]
-        lines.append(
-            f"| {ROW_NAMES.get(row, row)} | {_f(r['auc'])} | {_pct(rel(r['auc'], base['auc']))} | {_f(r['logloss'])} | "
-            f"{_pct(rel(r['logloss'], base['logloss']))} | {_f(r.get('auc_new_room'))} | {_f(r.get('auc_age_lt10'))} | "
-            f"{_f(r.get('auc_age_10_30'))} | {_f(r.get('auc_age_ge30'))} | {p['auc']:.4f} ({_pct(rel(p['auc'], paper.BASELINE_AUC))}) | "
-            f"{p['logloss']:.4f} ({_pct(rel(p['logloss'], paper.BASELINE_LOGLOSS))}) |"
+    for row in ordered(t3, TABLE3_ROWS):
+        if row in TRUTH_NAMES:
+            continue
+        r = t3[row]
+        p = paper.TABLE3.get(row)
+        paper_cells = (
+            f"{p['auc']:.4f} ({_pct(rel(p['auc'], paper.BASELINE_AUC))}) | {p['logloss']:.4f} ({_pct(rel(p['logloss'], paper.BASELINE_LOGLOSS))})"
+            if p
+            else "— | —"
         )
-    return "\n".join(lines)
+        seeds = "1 (deterministic)" if r.get("deterministic") else str(r.get("n_seeds", 1))
+        lines.append(
+            f"| {ROW_NAMES.get(row, row)} | {seeds} | {_pm(r['auc'], r.get('auc_sd'))} | {_pct(rel(r['auc'], base['auc']))} | "
+            f"{_share_pct(r.get('headroom_share'))} | {_f(r['logloss'])} | {_pct(rel(r['logloss'], base['logloss']))} | "
+            f"{_pm(r.get('auc_new_room'), r.get('auc_new_room_sd'))} | {_share_pct(r.get('headroom_share_new_room'))} | "
+            f"{_f(r.get('auc_age_lt10'))} | {_f(r.get('auc_age_10_30'))} | {_f(r.get('auc_age_ge30'))} | {paper_cells} |"
+        )
+    arms = "\n".join(lines)
+    if not any(row in t3 for row in TRUTH_NAMES):
+        return arms
+    return truth_md(t3) + "\n\n" + arms
+
+
+def spread_verdict(a: dict, b: dict, key: str = "auc") -> tuple[float, float | None]:
+    """(difference a - b, the bar it must clear: twice the larger sd; None when a spread is unknown)."""
+    sds = [r.get(f"{key}_sd", float("nan")) for r in (a, b)]
+    sds = [0.0 if r.get("deterministic") else sd for r, sd in zip((a, b), sds)]
+    bar = None if any(sd is None or sd != sd for sd in sds) else 2.0 * max(sds)
+    return a[key] - b[key], bar
+
+
+def _is_real(diff: float, bar: float | None) -> bool | None:
+    return None if bar is None or diff != diff else abs(diff) > bar
+
+
+def spread_md(t3: dict) -> list[str]:
+    """Which differences between the neural rows clear twice the larger sd (DESIGN.md, "Spread")."""
+    rows = [r for r in NEURAL_ROWS if r in t3]
+    real, noise, unknown = [], [], []
+    for i, b in enumerate(rows):
+        for a in rows[i + 1 :]:
+            diff, bar = spread_verdict(t3[a], t3[b])
+            cell = f"{a} − {b} {diff:+.4f}" + ("" if bar is None else f" (bar {bar:.4f})")
+            {True: real, False: noise, None: unknown}[_is_real(diff, bar)].append(cell)
+    n = max((t3[r].get("n_seeds", 1) for r in rows), default=1)
+    out = [f"- Spread ({n} ranker seed(s); an AUC difference is real only beyond twice the larger sd, the bar): "
+           f"real: {', '.join(real) or 'none'}; within noise: {', '.join(noise) or 'none'}."]  # fmt: skip
+    if unknown:
+        out.append(f"- No spread measured (one seed), so no verdict: {', '.join(unknown)}.")
+    return out
+
+
+def losses_md(t3: dict) -> list[str]:
+    """Where the headroom goes: encoder + quantiser (FLUID vs true codes) and ranker (true codes vs ceiling)."""
+    if not all(r in t3 for r in ("fluid", "fluid_true_codes", "ceiling_no_id")):
+        return []
+    fl, tc, ceil = t3["fluid"], t3["fluid_true_codes"], t3["ceiling_no_id"]
+
+    def verdict(a: dict, b: dict) -> str:
+        real = _is_real(*spread_verdict(a, b))
+        return "cannot tell (one seed)" if real is None else ("a real gap" if real else "within noise")
+
+    enc_pts = (tc["headroom_share"] - fl["headroom_share"]) * 100
+    rk_pts = (1.0 - tc["headroom_share"]) * 100
+    return [
+        f"- Encoder's share: FLUID on the learned codes reaches {_share_pct(fl['headroom_share'])} of the headroom "
+        f"(position only → ceiling without ID), on the true-topic codes {_share_pct(tc['headroom_share'])}: the true codes "
+        f"add {enc_pts:+.0f} points, what the encoder and quantiser lose (AUC {tc['auc'] - fl['auc']:+.4f}, {verdict(tc, fl)}).",
+        f"- Ranker's share: on the true-topic codes the ranker still leaves {rk_pts:.0f} points of the headroom "
+        f"(AUC {ceil['auc'] - tc['auc']:+.4f} to the ceiling, {verdict(ceil, tc)}).",
+    ]
 
 
 # Row orders of the tables, so a report reads the same whether its results came from this
 # process (insertion order) or from results.json (written with sorted keys, on --resume).
-TABLE6_ROWS = ("ours", "scratch_text", "dual_tower", "single_stage", "live_only")
+TABLE6_ROWS = ("ours", "scratch_text", "dual_tower", "single_stage", "live_only", "lsa")
 
 
 def ordered(d: dict, order) -> list:
@@ -139,6 +238,15 @@ def discussion_md(results: dict) -> str:
             ours = rel(t3[row]["auc"], base)
             theirs = rel(paper.TABLE3[row]["auc"], paper.BASELINE_AUC)
             out.append(f"- **{ROW_NAMES[row]}**: AUC {_pct(ours)} vs the baseline (paper {_pct(theirs)}): {_agree(ours, theirs)}.")
+    out.extend(spread_md(t3))
+    out.extend(losses_md(t3))
+    peers = [r for r in ("lr", "gbdt") if r in t3]
+    if peers and "fluid" in t3:
+        best = max(peers, key=lambda r: t3[r]["auc"])
+        diff, bar = spread_verdict(t3["fluid"], t3[best])
+        real = _is_real(diff, bar)
+        word = "cannot tell (one seed)" if real is None else ("real" if real else "within noise")
+        out.append(f"- FLUID vs the better classical peer ({ROW_NAMES[best]}, {_f(t3[best]['auc'])}): AUC {diff:+.4f}, {word}.")
     if "new_room_gap" in results:
         out.append(f"- On rooms never seen in training, {results['new_room_gap']}")
     t4 = results.get("table4", {})
@@ -173,6 +281,27 @@ def discussion_md(results: dict) -> str:
     return "\n".join(out)
 
 
+def codes_md(q: dict) -> str:
+    """Per level: utilisation and perplexity of the learned codes, purity and NMI of the code prefix vs the true topic prefix."""
+    levels = sorted({int(k[1:].split("_")[0]) for k in q if k.startswith("l") and k.endswith("_utilisation")} | {
+        int(k.rsplit("_l", 1)[1]) for k in q if k.startswith(("purity_l", "nmi_l"))
+    })  # fmt: skip
+    head = f"Codes from encoder preset `{q['encoder_preset']}`. " if q.get("encoder_preset") else ""
+    lines = [
+        head + "Purity and NMI compare the code prefix of depth l with the world's topic prefix of depth l "
+        "(a code shorter than the taxonomy is scored with its full code at the deeper levels); 1.0 = the prefix is the topic.",
+        "",
+        "| level | used codewords | utilisation | perplexity | purity | NMI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lv in levels:
+        lines.append(
+            f"| {lv} | {q.get(f'l{lv}_used', '—')} | {_f(q.get(f'l{lv}_utilisation'), 3)} | {_f(q.get(f'l{lv}_perplexity'), 1)} | "
+            f"{_f(q.get(f'purity_l{lv}'), 3)} | {_f(q.get(f'nmi_l{lv}'), 3)} |"
+        )
+    return "\n".join(lines)
+
+
 def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[str]) -> Path:
     """Write ``out/report.md``; ``figures`` maps a caption to a path relative to ``out``."""
     base_auc = results["table3"]["baseline"]["auc"]
@@ -183,7 +312,16 @@ def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[
         "",
         "## Table 3: offline CTR, ID baseline vs LUCID arms",
         "",
+        "Truth rows are the world's own scores on the same test impressions; an arm's headroom share is "
+        "(AUC − position only) / (ceiling without ID − position only): 0 = no better than position, 100% = as good as "
+        "any model without an item ID can be (above 100% needs per-room memorisation). Neural rows: mean ± sample sd over "
+        "ranker seeds.",
+        "",
         table3_md(results["table3"]),
+        "",
+        "## Codes: utilisation and agreement with the true topic path",
+        "",
+        codes_md(results.get("codes", {})),
         "",
         "## Table 4: simulated online A/B test (relative change vs the baseline arm)",
         "",

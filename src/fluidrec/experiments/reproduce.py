@@ -1,10 +1,14 @@
 """The main job: reproduce FLUID end to end on the synthetic world.
 
-world -> encoder training -> embedding -> codes (slice + room) -> every ranker arm ->
-evaluation -> simulated online A/B -> encoder ablation -> report.
+world -> encoder training -> embedding -> codes (slice + room) -> true-topic codes ->
+truth rows -> every ranker arm (Table 3's neural rows once per ranker seed) -> peer arms
+(lr, gbdt) -> evaluation -> simulated online A/B -> lsa encoder peer -> encoder ablation ->
+report.
 
 Every stage is cached (``--resume`` skips finished stages), times itself, and the
-resolved configuration is written to ``<out>/config.json`` before any work.
+resolved configuration is written to ``<out>/config.json`` before any work. A ranker
+trained with an extra seed ``s`` is its own stage (``ranker_<arm>@<s>``, written to
+``rankers/<arm>@<s>``); the world, encoder and codes are those of ``cfg.seed``.
 
 Example:
     >>> results = reproduce(ReproduceConfig(scale="small", seed=0), Path("runs/demo"), resume=True)
@@ -14,11 +18,24 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import statistics
 import sys
 from pathlib import Path
 
 from fluidrec.errors import UsageError
-from fluidrec.experiments.config import AB_ARMS, TABLE3_ARMS, TABLE5_ARMS, TABLE7_ARMS, ReproduceConfig, all_arms
+from fluidrec.experiments.config import (
+    PEER_ROWS,
+    TABLE3_ARMS,
+    TABLE3_ROWS,
+    TABLE5_ARMS,
+    TABLE7_ARMS,
+    TRUE_CODES_ROW,
+    TRUTH_ROWS,
+    ReproduceConfig,
+    all_arms,
+)
 from fluidrec.experiments.stages import StageRunner
 from fluidrec.utils.io import read_json, to_jsonable, write_json
 from fluidrec.utils.seed import seed_everything
@@ -55,11 +72,28 @@ class RunPaths:
         return self.codes / "room_codes.parquet"
 
     @property
+    def codes_oracle(self) -> Path:
+        return self.root / "codes_oracle"
+
+    @property
+    def oracle_slice_codes(self) -> Path:
+        return self.codes_oracle / "slice_codes.parquet"
+
+    @property
+    def oracle_room_codes(self) -> Path:
+        return self.codes_oracle / "room_codes.parquet"
+
+    @property
     def cache(self) -> Path:
         return self.root / "cache"
 
-    def ranker(self, arm: str) -> Path:
-        return self.root / "rankers" / arm
+    def ranker(self, name: str) -> Path:
+        """A ranker's directory; ``name`` is an arm, a peer, ``fluid_true_codes``, or ``<that>@<seed>``."""
+        return self.root / "rankers" / name
+
+    @property
+    def lsa(self) -> Path:
+        return self.ablation / "lsa"
 
     @property
     def ablation(self) -> Path:
@@ -70,20 +104,57 @@ class RunPaths:
         return self.root / "figures"
 
 
-def _encoder_config(cfg: ReproduceConfig):
+def run_name(name: str, ranker_seed: int, cfg: ReproduceConfig) -> str:
+    """``name`` for the run's own seed, ``name@<ranker_seed>`` for an extra seed (directory and stage name)."""
+    return name if ranker_seed == cfg.seed else f"{name}@{ranker_seed}"
+
+
+def _neural_encoder_config(cfg: ReproduceConfig):
+    """The neural encoder of the preset (for ``lsa``: the one behind Table 6 and the evaluation sizes)."""
     from fluidrec.encoder.config import encoder_demo, encoder_tiny
 
-    enc = encoder_demo(cfg.seed) if cfg.encoder_preset == "demo" else encoder_tiny(seed=cfg.seed)
+    enc = encoder_demo(cfg.seed) if cfg.neural_encoder_preset == "demo" else encoder_tiny(seed=cfg.seed)
     if cfg.encoder_steps is not None:
         enc = enc.replace(train={"steps": cfg.encoder_steps})
     return enc
 
 
-def _ranker_config(cfg: ReproduceConfig):
+def _lsa_config(cfg: ReproduceConfig):
+    """The TF-IDF + SVD encoder, scored on the same held-out pairs as the neural preset."""
+    from fluidrec.encoder.config import encoder_lsa
+
+    return encoder_lsa(cfg.seed, like=_neural_encoder_config(cfg))
+
+
+def _encoder_config(cfg: ReproduceConfig):
+    """The encoder whose embeddings become the codes: an ``EncoderConfig`` or, for ``lsa``, an ``LsaConfig``."""
+    return _lsa_config(cfg) if cfg.encoder_preset == "lsa" else _neural_encoder_config(cfg)
+
+
+def _ranker_config(cfg: ReproduceConfig, ranker_seed: int | None = None):
     from fluidrec.ranker.train import ranker_demo, ranker_small
 
     base = ranker_demo() if cfg.ranker_preset == "demo" else ranker_small()
-    return dataclasses.replace(base, seed=cfg.seed, progress=False)
+    return dataclasses.replace(base, seed=cfg.seed if ranker_seed is None else ranker_seed, progress=False)
+
+
+# At most this many boosting rounds (early stopping picks fewer); learning rate 0.1 rather than the
+# library's 0.05 halves the rounds for the same fit on the main job's budget.
+GBDT_ROUNDS = 300
+
+
+def _peer_config(cfg: ReproduceConfig):
+    """The lr and gbdt peers of Table 3: the click task only (Table 3 is CTR), one LightGBM thread.
+
+    One thread: on the shared 2-core machine two LightGBM threads spin against the other
+    process and the tiny world's fit took 28 s instead of 0.13 s (the small world's: 11 s).
+    Both fits are deterministic: LightGBM without bagging or feature sampling draws nothing
+    at random (its seed is unused; seeds 0 and 1 give identical predictions), and the
+    logistic regression is a convex fit. So each peer runs once: sd 0 by construction.
+    """
+    from fluidrec.ranker.peers import PeerConfig
+
+    return PeerConfig(tasks=("click",), rounds=GBDT_ROUNDS, learning_rate=0.1, seed=cfg.seed, threads=1)
 
 
 def resolved_config(cfg: ReproduceConfig) -> dict:
@@ -95,6 +166,8 @@ def resolved_config(cfg: ReproduceConfig) -> dict:
         "world": WorldConfig.for_scale(cfg.scale, cfg.seed).to_dict(),
         "encoder": _encoder_config(cfg).to_dict(),
         "ranker": to_jsonable(_ranker_config(cfg)),
+        "ranker_seeds": list(cfg.ranker_seeds),
+        "peers": to_jsonable(_peer_config(cfg)),
         "arms": list(all_arms()),
     }
 
@@ -114,11 +187,29 @@ def stage_world(cfg: ReproduceConfig, paths: RunPaths) -> dict:
     return dataset_stats(paths.world)
 
 
-def stage_encoder(cfg: ReproduceConfig, paths: RunPaths) -> dict:
-    from fluidrec.encoder.evaluate import evaluate_encoder
-    from fluidrec.encoder.train import train_encoder
+def has_truth(paths: RunPaths) -> bool:
+    """The dataset carries a world's ground truth (``world/``; synthetic worlds only)."""
+    from fluidrec.data.world.truth import WORLD_DIR
 
-    train_encoder(_encoder_config(cfg), paths.world, paths.encoder, resume=True, progress=True)
+    return (paths.world / WORLD_DIR).is_dir()
+
+
+NO_TRUTH = "skipped: the dataset has no world truth (world/), so there is no oracle, ceiling or true topic path"
+
+
+def stage_encoder(cfg: ReproduceConfig, paths: RunPaths) -> dict:
+    from fluidrec.encoder.config import LsaConfig
+    from fluidrec.encoder.evaluate import evaluate_encoder
+
+    enc = _encoder_config(cfg)
+    if isinstance(enc, LsaConfig):
+        from fluidrec.encoder.lsa import train_lsa
+
+        train_lsa(enc, paths.world, paths.encoder)
+    else:
+        from fluidrec.encoder.train import train_encoder
+
+        train_encoder(enc, paths.world, paths.encoder, resume=True, progress=True)
     return evaluate_encoder(paths.encoder, paths.world)
 
 
@@ -144,6 +235,35 @@ def stage_codes(cfg: ReproduceConfig, paths: RunPaths) -> dict:
     return quality.as_flat_dict()
 
 
+def stage_codes_truth(cfg: ReproduceConfig, paths: RunPaths) -> dict:
+    """Purity and NMI of each learned code prefix against the true topic prefix (``purity_l1``, ``nmi_l1``, ...)."""
+    if not has_truth(paths):
+        return {"skipped": NO_TRUTH}
+    from fluidrec.codes.io import read_codes
+    from fluidrec.codes.quality import code_truth_quality, topic_paths
+
+    ids, codes = read_codes(paths.slice_codes)
+    return code_truth_quality(codes, topic_paths(paths.world, ids))
+
+
+def stage_codes_oracle(cfg: ReproduceConfig, paths: RunPaths) -> dict:
+    """True-topic slice and room codes (``codes_oracle/``), the yardstick that isolates the encoder's loss."""
+    from fluidrec.codes.oracle import write_oracle_codes
+
+    if not has_truth(paths):
+        return {"skipped": NO_TRUTH}
+    return write_oracle_codes(paths.world, paths.codes_oracle)
+
+
+def stage_truth(cfg: ReproduceConfig, paths: RunPaths, features) -> dict:
+    """The world's own scores on the test impressions (Table 3's truth rows)."""
+    if not has_truth(paths):
+        return {"skipped": NO_TRUTH}
+    from fluidrec.simulate.truth_rows import truth_rows
+
+    return {"rows": truth_rows(paths.world, features.n_train, features.seen)}
+
+
 def _features(cfg: ReproduceConfig, paths: RunPaths):
     from fluidrec.ranker.features import load_or_build_features
 
@@ -151,13 +271,45 @@ def _features(cfg: ReproduceConfig, paths: RunPaths):
     return load_or_build_features(paths.world, paths.slice_codes, paths.room_codes, rcfg.features, paths.cache)
 
 
-def stage_arm(cfg: ReproduceConfig, paths: RunPaths, arm: str, features) -> dict:
+def _oracle_features(cfg: ReproduceConfig, paths: RunPaths):
+    """Features built from the true-topic codes (same impressions, users and history rows)."""
+    from fluidrec.ranker.features import load_or_build_features
+
+    rcfg = _ranker_config(cfg)
+    return load_or_build_features(paths.world, paths.oracle_slice_codes, paths.oracle_room_codes, rcfg.features, paths.cache)
+
+
+def stage_arm(
+    cfg: ReproduceConfig, paths: RunPaths, arm: str, features, *, ranker_seed: int | None = None, row: str | None = None, oracle_codes: bool = False
+) -> dict:
+    """Train and evaluate one token-ranker arm.
+
+    Args:
+        arm: the arm (``fluidrec.ranker.arms.ARMS``).
+        features: built from the codes the arm reads (``_oracle_features`` when ``oracle_codes``).
+        ranker_seed: the ranker's init seed (default ``cfg.seed``); another seed trains into ``<row>@<seed>``.
+        row: directory name (default ``arm``; ``fluid_true_codes`` for FLUID on the true-topic codes).
+        oracle_codes: record the true-topic code files as the arm's codes.
+    """
     from fluidrec.ranker.evaluate import evaluate_model
     from fluidrec.ranker.train import train_arm
 
-    out = paths.ranker(arm)
-    train_arm(arm, paths.world, paths.slice_codes, paths.room_codes, out, _ranker_config(cfg), features=features)
+    seed = cfg.seed if ranker_seed is None else ranker_seed
+    out = paths.ranker(run_name(row or arm, seed, cfg))
+    codes = (paths.oracle_slice_codes, paths.oracle_room_codes) if oracle_codes else (paths.slice_codes, paths.room_codes)
+    train_arm(arm, paths.world, *codes, out, _ranker_config(cfg, seed), features=features)
     report = evaluate_model(out, paths.world, features=features)
+    write_json(out / "eval.json", report)
+    return report
+
+
+def stage_peer(cfg: ReproduceConfig, paths: RunPaths, arm: str, features) -> dict:
+    """Fit and evaluate one classical peer (``lr`` or ``gbdt``) on the learned codes' features."""
+    from fluidrec.ranker.peers import evaluate_peer, train_peer
+
+    out = paths.ranker(arm)
+    train_peer(arm, paths.world, paths.slice_codes, paths.room_codes, out, _peer_config(cfg), features=features)
+    report = evaluate_peer(out, paths.world, features=features)
     write_json(out / "eval.json", report)
     return report
 
@@ -171,9 +323,26 @@ def stage_ab(cfg: ReproduceConfig, paths: RunPaths, features) -> dict:
 def stage_ablation(cfg: ReproduceConfig, paths: RunPaths) -> dict:
     from fluidrec.encoder.ablation import run_ablation
 
-    enc = _encoder_config(cfg).replace(train={"steps": cfg.ablation_steps, "checkpoint_every": cfg.ablation_steps})
+    enc = _neural_encoder_config(cfg).replace(train={"steps": cfg.ablation_steps, "checkpoint_every": cfg.ablation_steps})
     result = run_ablation(paths.world, paths.ablation, enc, progress=True)
     return result["rows"]
+
+
+def stage_encoder_lsa(cfg: ReproduceConfig, paths: RunPaths) -> dict:
+    """Table 6's peer row: the TF-IDF + SVD encoder, on the neural preset's held-out pairs.
+
+    With ``--encoder-preset lsa`` the main encoder is that very model (same config), so it is
+    evaluated again instead of fitted twice.
+    """
+    from fluidrec.encoder.evaluate import evaluate_encoder
+
+    if cfg.encoder_preset == "lsa":
+        model_dir = paths.encoder
+    else:
+        from fluidrec.encoder.lsa import train_lsa
+
+        model_dir = train_lsa(_lsa_config(cfg), paths.world, paths.lsa)
+    return {"group": "peer", "change": {"encoder": "lsa (TF-IDF + TruncatedSVD)"}, **evaluate_encoder(model_dir, paths.world)}
 
 
 # ---------------------------------------------------------------- tables
@@ -184,30 +353,139 @@ def _click(report: dict, bucket: str | None = None) -> dict:
     return src.get("click", {})
 
 
-def build_tables(evals: dict[str, dict], ab: dict | None, ablation: dict | None) -> dict:
-    """Map arm evaluations onto the paper's tables (``results.json`` layout)."""
-    table3 = {}
+def click_row(report: dict) -> dict:
+    """One evaluation's Table 3 numbers (CTR on the test days, overall and per bucket)."""
+    nan = float("nan")
+    return {
+        "auc": _click(report)["auc"],
+        "gauc": _click(report)["gauc"],
+        "logloss": _click(report)["logloss"],
+        "auc_new_room": _click(report, "new_room").get("auc", nan),
+        "auc_seen_room": _click(report, "seen_room").get("auc", nan),
+        "auc_age_lt10": _click(report, "age_lt10").get("auc", nan),
+        "auc_age_10_30": _click(report, "age_10_30").get("auc", nan),
+        "auc_age_ge30": _click(report, "age_ge30").get("auc", nan),
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return float(statistics.fmean(values)) if values else float("nan")
+
+
+def _sd(values: list[float], deterministic: bool) -> float:
+    """Sample standard deviation over seeds; 0 for a deterministic row; NaN with one seed (unmeasured)."""
+    if deterministic:
+        return 0.0
+    if len(values) < 2 or any(math.isnan(v) for v in values):
+        return float("nan")
+    return float(statistics.stdev(values))
+
+
+def _share(auc: float, truth: dict | None, key: str) -> float:
+    from fluidrec.simulate.truth_rows import headroom_share
+
+    if not truth:
+        return float("nan")
+    return headroom_share(auc, truth["position_only"][key], truth["ceiling_no_id"][key])
+
+
+def table3_row(runs: list[tuple[int, dict]], truth: dict | None, *, kind: str, deterministic: bool = False) -> dict:
+    """Mean and spread over ranker seeds of one Table 3 row.
+
+    Args:
+        runs: ``(ranker_seed, evaluation report)`` per seed, the run's own seed first.
+        truth: the truth rows (for the headroom share), or None.
+        kind: ``neural`` or ``peer``.
+        deterministic: the fit draws nothing at random, so its sd is 0 by construction.
+    """
+    per_seed = []
+    for seed, report in runs:
+        r = click_row(report)
+        r["ranker_seed"] = seed
+        r["headroom_share"] = _share(r["auc"], truth, "auc")
+        r["headroom_share_new_room"] = _share(r["auc_new_room"], truth, "auc_new_room")
+        per_seed.append(r)
+    row = {k: _mean([r[k] for r in per_seed]) for k in click_row(runs[0][1])}
+    for key in ("auc", "auc_new_room", "gauc", "logloss"):
+        row[f"{key}_sd"] = _sd([r[key] for r in per_seed], deterministic)
+    row["headroom_share"] = _share(row["auc"], truth, "auc")
+    row["headroom_share_new_room"] = _share(row["auc_new_room"], truth, "auc_new_room")
+    span = (truth["ceiling_no_id"]["auc"] - truth["position_only"]["auc"]) if truth else float("nan")
+    row["headroom_share_sd"] = row["auc_sd"] / span if span and span > 0 else float("nan")
+    row.update({"kind": kind, "deterministic": deterministic, "n_seeds": len(per_seed), "seeds": per_seed})
+    return row
+
+
+def truth_table_rows(truth: dict) -> dict:
+    """The truth rows in Table 3's layout (the world's own scores: no seeds, no spread)."""
+    out = {}
+    for name in TRUTH_ROWS:
+        t = truth[name]
+        out[name] = {
+            "auc": t["auc"], "auc_sd": 0.0, "auc_new_room": t["auc_new_room"], "auc_new_room_sd": 0.0,
+            "gauc": t["gauc"], "logloss": t["logloss"], "headroom_share": t["headroom"],
+            "headroom_share_new_room": t["headroom_new_room"], "kind": "truth", "deterministic": True, "n_seeds": 0, "seeds": [],
+        }  # fmt: skip
+    return out
+
+
+def build_tables(
+    evals: dict[str, dict],
+    ab: dict | None,
+    ablation: dict | None,
+    *,
+    seeded: dict[str, list[tuple[int, dict]]] | None = None,
+    truth: dict | None = None,
+    lsa: dict | None = None,
+) -> dict:
+    """Map arm evaluations onto the paper's tables (``results.json`` layout).
+
+    Args:
+        evals: the run-seed evaluation of every arm by arm name (plus ``lr``, ``gbdt`` and
+            ``fluid_true_codes`` when they ran).
+        ab, ablation: the online A/B and encoder-ablation summaries (None: not run).
+        seeded: Table 3 neural rows' ``[(ranker_seed, report), ...]`` by row (default: the
+            run seed alone, from ``evals``).
+        truth: ``truth_rows`` output (None: no truth rows, headroom shares NaN).
+        lsa: Table 6's lsa peer row.
+
+    Table 3 rows, in ``TABLE3_ROWS`` order: truth rows, peers (deterministic), neural arms
+    (mean over ranker seeds with ``*_sd``), each with its headroom share and every seed's
+    numbers under ``seeds``.
+    """
+    seeded = dict(seeded or {})
     for row, arm in TABLE3_ARMS.items():
-        r = evals[arm]
-        table3[row] = {
-            "auc": _click(r)["auc"],
-            "gauc": _click(r)["gauc"],
-            "logloss": _click(r)["logloss"],
-            "auc_new_room": _click(r, "new_room").get("auc", float("nan")),
-            "auc_seen_room": _click(r, "seen_room").get("auc", float("nan")),
-            "auc_age_lt10": _click(r, "age_lt10").get("auc", float("nan")),
-            "auc_age_10_30": _click(r, "age_10_30").get("auc", float("nan")),
-            "auc_age_ge30": _click(r, "age_ge30").get("auc", float("nan")),
-        }
+        seeded.setdefault(row, [(None, evals[arm])])
+    if TRUE_CODES_ROW in evals:
+        seeded.setdefault(TRUE_CODES_ROW, [(None, evals[TRUE_CODES_ROW])])
+    rows: dict[str, dict] = truth_table_rows(truth) if truth else {}
+    for peer in PEER_ROWS:
+        if peer in evals:
+            rows[peer] = table3_row([(None, evals[peer])], truth, kind="peer", deterministic=True)
+    for row, runs in seeded.items():
+        rows[row] = table3_row(runs, truth, kind="neural")
+    table3 = {row: rows[row] for row in TABLE3_ROWS if row in rows}
     table5 = {row: {"auc": _click(evals[arm])["auc"], "gauc": _click(evals[arm])["gauc"]} for row, arm in TABLE5_ARMS.items()}
     table7 = {row: {"auc": _click(evals[arm])["auc"], "gauc": _click(evals[arm])["gauc"]} for row, arm in TABLE7_ARMS.items()}
     table4 = {}
     if ab is not None:
         table4 = {row: ab["arms"][row] for row in ("slice", "no_id", "fluid")}
-    return {"table3": table3, "table4": table4, "table5": table5, "table6": ablation or {}, "table7": table7}
+    table6 = dict(ablation or {})
+    if lsa is not None:
+        table6["lsa"] = lsa
+    return {"table3": table3, "table4": table4, "table5": table5, "table6": table6, "table7": table7}
 
 
 # ---------------------------------------------------------------- the job
+
+
+def same_settings(saved: dict, current: dict) -> bool:
+    """A saved run's settings match: every setting it recorded is equal.
+
+    A setting the saved run lacks was added after it (e.g. ``seeds``); the stages behind it
+    are new stages, so resuming runs them and keeps the cached ones.
+    """
+    return all(k in current and current[k] == v for k, v in saved.items())
 
 
 def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False) -> dict:
@@ -218,29 +496,64 @@ def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False) -> dict:
     paths.root.mkdir(parents=True, exist_ok=True)
     config = resolved_config(cfg)
     config_path = paths.root / "config.json"
-    if resume and config_path.exists() and read_json(config_path)["reproduce"] != config["reproduce"]:
+    if resume and config_path.exists() and not same_settings(read_json(config_path)["reproduce"], config["reproduce"]):
         raise UsageError(f"{config_path} holds a different configuration; use a new --out or drop --resume")
     write_json(config_path, config)
     seed_everything(cfg.seed)
     runner = StageRunner(paths.root, resume)
+    # built (or read from the cache) on first use only: a --resume of a finished run loads nothing
+    features = functools.cache(lambda: _features(cfg, paths))
+    oracle_features = functools.cache(lambda: _oracle_features(cfg, paths))
 
     world_stats = runner.run("world", lambda: stage_world(cfg, paths))
     encoder_eval = runner.run("encoder", lambda: stage_encoder(cfg, paths))
     runner.run("embed", lambda: stage_embed(cfg, paths))
     codes_quality = runner.run("codes", lambda: stage_codes(cfg, paths))
-    features = _features(cfg, paths)
-    evals = {arm: runner.run(f"ranker_{arm}", lambda arm=arm: stage_arm(cfg, paths, arm, features)) for arm in all_arms()}
-    ab = runner.run("online_ab", lambda: stage_ab(cfg, paths, features))
+    codes_truth = runner.run("codes_truth", lambda: stage_codes_truth(cfg, paths))
+    oracle_summary = runner.run("codes_oracle", lambda: stage_codes_oracle(cfg, paths))
+    truth_summary = runner.run("truth", lambda: stage_truth(cfg, paths, features()))
+    evals = {arm: runner.run(f"ranker_{arm}", lambda arm=arm: stage_arm(cfg, paths, arm, features())) for arm in all_arms()}
+    seeded = {row: [(cfg.seed, evals[arm])] for row, arm in TABLE3_ARMS.items()}
+    if "skipped" not in oracle_summary:
+        evals[TRUE_CODES_ROW] = runner.run(
+            f"ranker_{TRUE_CODES_ROW}", lambda: stage_arm(cfg, paths, "fluid", oracle_features(), row=TRUE_CODES_ROW, oracle_codes=True)
+        )
+        seeded[TRUE_CODES_ROW] = [(cfg.seed, evals[TRUE_CODES_ROW])]
+    for seed in cfg.ranker_seeds[1:]:
+        for row, arm in TABLE3_ARMS.items():
+            name = run_name(arm, seed, cfg)
+            report = runner.run(f"ranker_{name}", lambda arm=arm, seed=seed: stage_arm(cfg, paths, arm, features(), ranker_seed=seed))
+            seeded[row].append((seed, report))
+        if TRUE_CODES_ROW in seeded:
+            name = run_name(TRUE_CODES_ROW, seed, cfg)
+            report = runner.run(
+                f"ranker_{name}",
+                lambda seed=seed: stage_arm(cfg, paths, "fluid", oracle_features(), ranker_seed=seed, row=TRUE_CODES_ROW, oracle_codes=True),
+            )  # fmt: skip
+            seeded[TRUE_CODES_ROW].append((seed, report))
+    for peer in PEER_ROWS:
+        evals[peer] = runner.run(f"peer_{peer}", lambda peer=peer: stage_peer(cfg, paths, peer, features()))
+    ab = runner.run("online_ab", lambda: stage_ab(cfg, paths, features()))
+    lsa = runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths))
     ablation = runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths)) if cfg.ablation_steps > 0 else None
 
-    results = build_tables(evals, ab, ablation)
+    truth = truth_summary.get("rows")
+    results = build_tables(evals, ab, ablation, seeded=seeded, truth=truth, lsa=lsa)
+    codes_quality = {**codes_quality, **({} if "skipped" in codes_truth else codes_truth), "encoder_preset": cfg.encoder_preset}
+    seed_arms = {}  # the extra seeds' full evaluations, beside the run seed's under "arms"
+    for row, runs in seeded.items():
+        for seed, report in runs[1:]:
+            seed_arms[run_name(TABLE3_ARMS.get(row, row), seed, cfg)] = report
     results.update(
         {
             "dataset": world_stats,
             "encoder": encoder_eval,
             "codes": codes_quality,
+            "codes_oracle": oracle_summary,
+            "truth": truth_summary,
             "online_ab": {k: ab[k] for k in ("n_requests", "n_candidates", "n_users", "totals", "config")},
-            "arms": {arm: {k: v for k, v in r.items() if k != "arm"} for arm, r in evals.items()},
+            "arms": {arm: {k: v for k, v in r.items() if k != "arm"} for arm, r in {**evals, **seed_arms}.items()},
+            "ranker_seeds": list(cfg.ranker_seeds),
         }
     )
     results["seconds"] = dict(runner.seconds)

@@ -38,6 +38,9 @@ _EXPORTS = {
     "init_from": "model",
     "load_checkpoint": "model",
     "save_checkpoint": "model",
+    "PeerConfig": "peers",
+    "evaluate_peer": "peers",
+    "train_peer": "peers",
     "ModelConfig": "train",
     "TrainConfig": "train",
     "ranker_demo": "train",
@@ -50,9 +53,9 @@ _EXPORTS = {
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
-    "ARMS", "ArmPlan", "Batch", "DEFAULT_TASKS", "FeatureConfig", "Features", "ModelConfig", "Ranker",
+    "ARMS", "ArmPlan", "Batch", "DEFAULT_TASKS", "FeatureConfig", "Features", "ModelConfig", "PeerConfig", "Ranker",
     "RankerSpec", "Scorer", "ScoringContext", "Stage", "Task", "TrainConfig", "WarmupConfig", "build_arm",
-    "build_features", "build_ranker", "compile_scorer", "evaluate_model", "fluid_stages", "init_from", "load_checkpoint",
+    "build_features", "build_ranker", "compile_scorer", "evaluate_model", "evaluate_peer", "fluid_stages", "init_from", "load_checkpoint",
     "load_or_build_features", "predict", "ranker_demo", "ranker_small", "save_checkpoint", "score",
-    "score_candidates", "train_arm",
+    "score_candidates", "train_arm", "train_peer",
 ]  # fmt: skip

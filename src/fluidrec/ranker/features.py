@@ -30,7 +30,7 @@ from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_buc
 from fluidrec.utils.io import atomic_path
 
 DAY_MS = 86_400_000
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: default history of 64 clicks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class FeatureConfig:
         test_fraction: if set, the last fraction of impressions is the test set instead.
     """
 
-    history_len: int = 8
+    history_len: int = 64
     user_buckets: int = 1 << 16
     author_buckets: int = 1 << 14
     test_days: float = 1.0

@@ -32,7 +32,7 @@ from fluidrec.ranker.heads import DEFAULT_TASKS, Heads, Task
 from fluidrec.ranker.tokens import Tokenizer, TokenizerConfig
 from fluidrec.utils.io import atomic_path, load_torch_file
 
-CHECKPOINT_VERSION = 2  # 2: fused code and side tables
+CHECKPOINT_VERSION = 3  # 2: fused code and side tables; 3: history match projection
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,7 +75,7 @@ class TokenizerConfig:
     user_buckets: int = 1 << 16
     author_buckets: int = 1 << 14
     item_rows: int = 1
-    history_len: int = 8
+    history_len: int = 64
     id_init_std: float = 0.01
 
     def __post_init__(self) -> None:
@@ -200,11 +200,43 @@ class CodeEmbedding(nn.Module):
         return self.proj(torch.cat(parts, dim=-1))
 
 
-class HistoryPool(nn.Module):
-    """Attention pooling of the user's last K clicked slices against the candidate.
+def prefix_match_shares(hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand_codes: torch.Tensor) -> torch.Tensor:
+    """Share of the user's history items whose code prefix of depth d equals the candidate's.
 
-    The query is a learned vector plus a projection of the mean candidate token, so the
-    module is the same in every arm; only what the candidate side feeds it differs.
+    Args:
+        hist_codes: (B, K, L) codes of the user's last K clicks; hist_mask: (B, K) valid entries.
+        cand_codes: (B, L) the candidate's codes.
+
+    Returns:
+        (B, L) float: column d-1 is the share of valid history items that share the
+        candidate's first d code levels (0 for a user with no history).
+    """
+    same = (hist_codes == cand_codes.unsqueeze(1)).to(torch.int32).cumprod(-1)  # (B, K, L) prefix equal up to d
+    same = same * hist_mask.unsqueeze(-1)
+    return same.sum(1).to(torch.float32) / hist_mask.sum(1, keepdim=True).clamp_min(1).to(torch.float32)  # (B, L)
+
+
+def prefix_match_shares_reference(hist: list[list[int]], cand: list[int]) -> list[float]:
+    """Plain loop form of ``prefix_match_shares`` for one user (valid history items only)."""
+    out = []
+    for d in range(1, len(cand) + 1):
+        hits = sum(1 for h in hist if list(h[:d]) == list(cand[:d]))
+        out.append(hits / len(hist) if hist else 0.0)
+    return out
+
+
+class HistoryPool(nn.Module):
+    """The history token: the user's last K clicked slices pooled against the candidate,
+    plus what those clicks share with the candidate's content.
+
+    Pooling: attention whose query is a learned vector plus a projection of the mean
+    candidate token, so the module is the same in every arm. Match: the shares of
+    history items that share the candidate's slice (and room) code prefix at each depth
+    (``prefix_match_shares``) and log(1 + history length), projected to D. Learning that
+    comparison from the pooled vector alone is what the ranker failed to do
+    (docs/ranker.md, "Why the ranker did not learn"); arms without candidate codes feed
+    zeros there. The match projection starts at zero so a token added by a warmup stage
+    leaves the warm model's predictions unchanged.
     """
 
     def __init__(self, cfg: TokenizerConfig) -> None:
@@ -214,8 +246,26 @@ class HistoryPool(nn.Module):
         self.wq = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.wk = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.scale = cfg.dim**-0.5
+        self.levels = cfg.levels
+        self.match = nn.Linear(2 * cfg.levels + 1, cfg.dim)
+        nn.init.zeros_(self.match.weight)
+        nn.init.zeros_(self.match.bias)
 
-    def forward(self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+    def match_features(
+        self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, slice_codes: torch.Tensor | None, room_codes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(B, 2L + 1): slice-prefix shares, room-prefix shares (zeros when absent), log1p(history length)."""
+        b = hist_mask.shape[0]
+        zeros = torch.zeros(b, self.levels, dtype=torch.float32)
+        s = zeros if slice_codes is None else prefix_match_shares(hist_codes, hist_mask, slice_codes)
+        r = zeros if room_codes is None else prefix_match_shares(hist_codes, hist_mask, room_codes)
+        n = torch.log1p(hist_mask.sum(1, keepdim=True).to(torch.float32))  # (B, 1)
+        return torch.cat([s, r, n], dim=1)
+
+    def forward(
+        self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand: torch.Tensor | None,
+        slice_codes: torch.Tensor | None = None, room_codes: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         items = self.codes(hist_codes)  # (B, K, D)
         q = self.q0 if cand is None else self.q0 + self.wq(cand)  # (D,) or (B, D)
         # wk(items) . q == items . (Wk^T q): project the one query, not the K keys.
@@ -223,15 +273,20 @@ class HistoryPool(nn.Module):
         att = (items @ qk.unsqueeze(-1)).squeeze(-1) * self.scale  # (B, K)
         att = att.masked_fill(~hist_mask, float("-inf"))
         w = torch.softmax(att, dim=-1).nan_to_num(0.0)  # users with no history: all-zero weights
-        return (w.unsqueeze(1) @ items).squeeze(1)  # (B, D)
+        pooled = (w.unsqueeze(1) @ items).squeeze(1)  # (B, D)
+        return pooled + self.match(self.match_features(hist_codes, hist_mask, slice_codes, room_codes))
 
-    def forward_reference(self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+    def forward_reference(
+        self, hist_codes: torch.Tensor, hist_mask: torch.Tensor, cand: torch.Tensor | None,
+        slice_codes: torch.Tensor | None = None, room_codes: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """The textbook form (keys projected, weighted sum), reference for ``forward``."""
         items = self.codes.forward_reference(hist_codes)  # (B, K, D)
         q = self.q0 if cand is None else self.q0 + self.wq(cand)
         att = (self.wk(items) * q.unsqueeze(-2)).sum(-1) * self.scale  # (B, K)
         w = torch.softmax(att.masked_fill(~hist_mask, float("-inf")), dim=-1).nan_to_num(0.0)
-        return (w.unsqueeze(-1) * items).sum(1)  # (B, D)
+        pooled = (w.unsqueeze(-1) * items).sum(1)  # (B, D)
+        return pooled + self.match(self.match_features(hist_codes, hist_mask, slice_codes, room_codes))
 
 
 class EarlyFusion(nn.Module):
@@ -347,6 +402,11 @@ class Tokenizer(nn.Module):
         g = self.item_id(batch.item)
         return g if scale == 1.0 else g * self.id_scale
 
+    def _match_codes(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The candidate codes this arm sees (slice and room), for the history match."""
+        has_slice = "slice" in self.token_names or self.early is not None
+        return (batch.slice_codes if has_slice else None, batch.room_codes if "room" in self.token_names else None)
+
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         aux: dict[str, torch.Tensor] = {}
         g = self.item_embedding(batch)
@@ -380,7 +440,7 @@ class Tokenizer(nn.Module):
             elif name == "context":
                 out.append(context)
             elif name == "history":
-                out.append(self.history(batch.hist_codes, batch.hist_mask, cand_mean))
+                out.append(self.history(batch.hist_codes, batch.hist_mask, cand_mean, *self._match_codes(batch)))
             elif name == "author":
                 out.append(self.author(batch.author))
         return torch.stack(out, dim=1), aux  # (B, T, D)
@@ -403,6 +463,8 @@ __all__ = [
     "Tokenizer",
     "TokenizerConfig",
     "copy_code_tables",
+    "prefix_match_shares",
+    "prefix_match_shares_reference",
     "prefix_ngram_ids",
     "prefix_ngram_ids_reference",
 ]
