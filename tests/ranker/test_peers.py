@@ -1,6 +1,5 @@
 """Peer arms (lr, gbdt): causal features, fast path vs reference loop, fit, files, CLI."""
 
-import argparse
 import dataclasses
 import json
 
@@ -10,13 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluidrec.data.schema import LABELS_BINARY
-from fluidrec.errors import ConfigError, DataError, FluidrecError
+from fluidrec.errors import ConfigError, DataError
 from fluidrec.metrics import auc
-from fluidrec.ranker import cli as ranker_cli
 from fluidrec.ranker.features import FeatureConfig, Features, load_or_build_features
 from fluidrec.ranker.peer_features import causal_sums, feature_names, peer_features, peer_features_reference
 from fluidrec.ranker.peer_models import PeerModel, load_peer, save_peer
 from fluidrec.ranker.peers import PeerConfig, evaluate_peer, fit_linear, fit_trees, train_peer
+
+from .test_cli import run
 
 FAST = PeerConfig(threads=1, rounds=60)  # one thread: the CI box's second core is often busy
 
@@ -188,17 +188,6 @@ def test_config_is_validated():
     with pytest.raises(ConfigError):
         PeerConfig(valid_fraction=1.0)
     assert PeerConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(PeerConfig())))) == PeerConfig()
-
-
-def run(argv):
-    p = argparse.ArgumentParser()
-    ranker_cli.register(p.add_subparsers(dest="command"))
-    args = p.parse_args(argv)
-    try:
-        return args.func(args)
-    except FluidrecError as exc:
-        print(f"fluidrec: error: {exc}")
-        return 2
 
 
 def test_cli_train_eval_and_bad_arm(world, tmp_path, capsys):
