@@ -12,8 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     dsub.required = True
 
-    p = dsub.add_parser("validate", help="check a dataset's tables, types, keys, references and time order")
+    p = dsub.add_parser("validate", help="check a dataset's manifest, checksums, tables, types, keys, references and time order")
     p.add_argument("dataset", help="dataset directory (holds manifest.json and <table>.parquet)")
+    p.add_argument("--no-checksums", action="store_true", help="skip verifying each file's SHA-256 against the manifest (row counts are still checked)")
     add_json_flag(p)
     p.set_defaults(func=_validate)
 
@@ -34,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _validate(args: argparse.Namespace) -> int:
     from fluidrec.data.validate import validate_dataset
 
-    report = validate_dataset(args.dataset)
-    emit(report, args.json, lambda r: f"{r['dataset']}: ok\n" + render_kv(r["row_counts"]))
+    report = validate_dataset(args.dataset, checksums=not args.no_checksums)
+    emit(report, args.json, lambda r: f"{r['dataset']}: ok (checksums {r['checksums']})\n" + render_kv(r["row_counts"]))
     return 0
 
 

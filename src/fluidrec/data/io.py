@@ -2,10 +2,15 @@
 
 Every writer writes to a temporary name and renames, so a crash never leaves a
 half-written table. ``TableWriter`` streams row groups (e.g. one per day) so large
-tables never sit in memory whole.
+tables never sit in memory whole. ``DatasetWriter`` does the same for a whole
+dataset: everything is written into ``<out>.tmp-<pid>/`` and swapped into place at
+the end, so ``out`` holds the old dataset or the new one, never tables of two runs.
+``write_manifest`` (called last) records each table's row count, size and SHA-256.
 
 Example:
-    >>> write_table(out, "rooms", {"room_id": ids, "author_id": a, "start_ts": s, "end_ts": e})
+    >>> with DatasetWriter(out) as tmp:
+    ...     write_table(tmp, "rooms", {"room_id": ids, "author_id": a, "start_ts": s, "end_ts": e})
+    ...     write_manifest(tmp, source="mine", seed=0)
     >>> ds = Dataset(out)
     >>> rooms = ds.table("rooms")          # pyarrow.Table
     >>> for batch in ds.iter_batches("impressions", batch_size=65536): ...
@@ -13,8 +18,12 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import errno
 import os
+import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,8 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fluidrec.data.schema import SCHEMA_VERSION, TABLES, TableSpec
-from fluidrec.errors import DataError
-from fluidrec.utils.io import read_json, write_json
+from fluidrec.errors import DataError, UsageError
+from fluidrec.utils.io import read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 
@@ -130,24 +139,179 @@ class TableWriter:
             self.abort()
 
 
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
 def write_manifest(root: str | os.PathLike, *, source: str, seed: int | None, extra: Mapping[str, Any] | None = None) -> dict:
-    """Write manifest.json with schema version, source, seed, row counts and creation time."""
+    """Write manifest.json; call it last, once every table and side file is written.
+
+    Fields: ``schema_version``, ``source``, ``seed``, ``frame_size`` (None unless ``extra``
+    gives it), ``row_counts`` (rows per table), ``tables`` (per table: ``rows``, ``bytes``,
+    ``sha256`` of the file), ``files`` (``bytes`` and ``sha256`` of every other file under
+    ``root``, e.g. ``world/truth.npz``), ``created_at``, then ``extra``.
+    ``validate_dataset`` checks the row counts and checksums against the files.
+    """
     root = Path(root)
-    counts = {}
+    counts: dict[str, int] = {}
+    tables: dict[str, dict[str, Any]] = {}
     for name in TABLES:
         p = table_path(root, name)
         if p.exists():
             counts[name] = pq.ParquetFile(p).metadata.num_rows
+            tables[name] = {"rows": counts[name], **_file_entry(p)}
+    skip = {table_path(root, name) for name in TABLES} | {root / MANIFEST}
+    files = {
+        p.relative_to(root).as_posix(): _file_entry(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p not in skip and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "source": source,
         "seed": seed,
+        "frame_size": None,
         "row_counts": counts,
+        "tables": tables,
+        "files": files,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(dict(extra) if extra else {}),
     }
     write_json(root / MANIFEST, manifest)
     return manifest
+
+
+# ---------------------------------------------------------------- whole-dataset swap
+
+_TMP, _OLD = ".tmp-", ".old-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False where the platform or file system has no such call (the caller falls
+    back to two renames).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # glibc < 2.28, musl
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def clean_leftovers(out: str | os.PathLike) -> list[Path]:
+    """Remove what killed ``DatasetWriter``s left beside ``out``; returns the paths removed.
+
+    ``<out>.tmp-<pid>`` directories of dead processes are deleted. An ``<out>.old-<pid>``
+    (the old dataset, moved aside by the two-rename fallback) is moved back when ``out`` is
+    missing, else deleted. Directories of live processes are left alone.
+    """
+    out = Path(out)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for p in sorted(out.parent.iterdir()):
+        rest = p.name[len(out.name) :]
+        if not p.name.startswith(out.name) or not rest.startswith((_TMP, _OLD)):
+            continue
+        pid = rest[len(_TMP) :]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if rest.startswith(_OLD) and not out.exists():
+            os.rename(p, out)
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+class DatasetWriter:
+    """Write a whole dataset into a temporary directory, then swap it into place.
+
+    Use as a context manager: it yields ``<out>.tmp-<pid>/``; write every table, side file
+    and, last, the manifest there. On a clean exit the directory is exchanged with ``out``
+    in one atomic step (Linux ``renameat2``; elsewhere ``out`` is moved aside, the new
+    directory moved in, and the old deleted) and the old dataset is removed. On an
+    exception the temporary directory is deleted and ``out`` is untouched (a ``DataError``
+    naming a file in it is re-raised naming the file under ``out``). A process killed at
+    any moment leaves ``out`` holding the old dataset or the new one, whole, plus a
+    temporary directory that the next writer for ``out`` removes (``clean_leftovers``).
+
+    Whatever else was in ``out`` is replaced with it: the dataset is the directory.
+
+    Args:
+        out: the dataset directory (may exist: an empty directory or an older dataset).
+
+    Example:
+        >>> with DatasetWriter("runs/world") as tmp:
+        ...     write_table(tmp, "rooms", rooms)
+        ...     write_manifest(tmp, source="mine", seed=0)
+    """
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.shown = str(out)  # errors name files the way the caller spelled the path
+        self.out = Path(os.path.realpath(out) if Path(out).is_symlink() else os.path.abspath(out))
+        self.tmp = self.out.with_name(f"{self.out.name}{_TMP}{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"output path {self.shown} exists and is not a directory")
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            clean_leftovers(self.out)
+            if self.tmp.exists():  # this process's own, from a writer that could not clean up
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise UsageError(f"cannot create {self.tmp} (a dataset is built beside its directory, then swapped in): {exc.strerror}") from None
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self._commit()
+            finally:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if isinstance(exc, DataError) and exc.table and exc.table.startswith(str(self.tmp)):
+            table = self.shown.rstrip(os.sep) + exc.table[len(str(self.tmp)) :]
+            raise DataError(exc.reason, table=table, column=exc.column, row=exc.row, value=exc.value) from None
+        return False
+
+    def _commit(self) -> None:
+        if not (self.tmp / MANIFEST).is_file():
+            raise DataError("dataset written without a manifest.json (write_manifest comes last)", table=str(self.tmp))
+        if not self.out.exists():
+            os.rename(self.tmp, self.out)
+            return
+        if _exchange(self.tmp, self.out):
+            return  # self.tmp now holds the old dataset; __exit__ deletes it
+        old = self.out.with_name(f"{self.out.name}{_OLD}{os.getpid()}")
+        os.rename(self.out, old)  # a kill between these two renames: the next writer moves `old` back
+        os.rename(self.tmp, self.out)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class Dataset:

@@ -1,10 +1,16 @@
 """Validate a canonical dataset directory.
 
-Checks, per table: required columns, column types, nulls, finite numbers, value
-ranges, allowed values and key uniqueness; across tables: references (every
-impression's user, room and slice exist, the slice belongs to that room, every
-live slice's room exists, every room's author exists, every query's slice
-exists); and time: impressions sorted by ``ts``, intervals with start <= end.
+Checks, first, the manifest: a supported ``schema_version``, ``frame_size`` null or a
+positive integer, ``row_counts`` equal to each table's rows, and (``checksums``, the
+default) each table's and side file's SHA-256 against the one recorded when the
+dataset was written, so tables of two runs side by side, or a file changed since,
+fail here. Then, per table: required columns, column types, nulls, finite numbers,
+value ranges, allowed values and key uniqueness; frames of ``frame_size**2 * 3``
+bytes; across tables: references (every impression's user, room and slice exist,
+the slice belongs to that room, every live slice's room exists, every room's
+author exists, every query's slice exists); and time: every time in
+[1970-01-01, 2200-01-01) as unix ms, impressions sorted by ``ts``, intervals with
+start <= end.
 
 The first problem found raises a ``DataError`` naming the table, column, row
 and value. Impressions are checked in streamed batches, so large datasets fit.
@@ -24,11 +30,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fluidrec.data.io import MANIFEST, open_parquet, table_path
-from fluidrec.data.schema import NO_ROOM, TABLES, TableSpec
+from fluidrec.data.schema import NO_ROOM, SCHEMA_VERSION, TABLES, TableSpec
 from fluidrec.errors import DataError
-from fluidrec.utils.io import read_json
+from fluidrec.utils.io import read_json, sha256_file
 
 BATCH_ROWS = 1 << 20
+#: Times are unix milliseconds in [1970-01-01, 2200-01-01) UTC.
+TIME_MIN_MS = 0
+TIME_MAX_MS = 7_258_118_400_000
+TIME_COLUMNS = {"rooms": ("start_ts", "end_ts"), "slices": ("start_ts", "end_ts"), "impressions": ("ts",)}
 
 
 def _same_kind(actual: pa.DataType, declared: pa.DataType) -> bool:
@@ -104,6 +114,96 @@ def _check_refs(values: np.ndarray, keys: np.ndarray, path: Path, column: str, t
         raise DataError(f"refers to a missing {target}", table=str(path), column=column, row=offset + row, value=values[row].item())
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_manifest(root: Path, manifest, checksums: bool) -> dict:
+    """The manifest's own fields, and the files it describes; returns the manifest."""
+    mpath = str(root / MANIFEST)
+    if not isinstance(manifest, dict):
+        raise DataError("manifest is not a JSON object", table=mpath, value=type(manifest).__name__)
+    if "schema_version" not in manifest:
+        raise DataError("manifest has no schema_version", table=mpath, column="schema_version")
+    version = manifest["schema_version"]
+    if not _is_int(version) or version != SCHEMA_VERSION:
+        raise DataError(f"unsupported schema_version (this fluidrec reads {SCHEMA_VERSION})", table=mpath, column="schema_version", value=version)
+    size = manifest.get("frame_size")
+    if size is not None and (not _is_int(size) or size <= 0):
+        raise DataError("frame_size must be a positive integer or null", table=mpath, column="frame_size", value=size)
+    counts = manifest.get("row_counts")
+    if not isinstance(counts, dict):
+        raise DataError("manifest has no row_counts object", table=mpath, column="row_counts", value=counts)
+    recorded = manifest.get("tables")
+    if recorded is not None and not isinstance(recorded, dict):
+        raise DataError("manifest tables must be an object", table=mpath, column="tables", value=type(recorded).__name__)
+    for name in TABLES:
+        path = table_path(root, name)
+        rows = open_parquet(path).metadata.num_rows
+        if name not in counts:
+            raise DataError(f"row_counts has no entry for {name}", table=mpath, column=f"row_counts.{name}")
+        if counts[name] != rows:
+            raise DataError(
+                f"the file holds {rows} rows but the manifest's row_counts says {counts[name]} "
+                "(tables of different runs, or a table changed after the dataset was written)",
+                table=str(path), column=f"row_counts.{name}", value=counts[name],
+            )  # fmt: skip
+        entry = (recorded or {}).get(name)
+        if recorded is not None and not isinstance(entry, dict):
+            raise DataError(f"manifest tables has no entry for {name}", table=mpath, column=f"tables.{name}")
+        if entry is not None and checksums:
+            _check_file(path, entry, mpath, f"tables.{name}")
+    files = manifest.get("files") or {}
+    if not isinstance(files, dict):
+        raise DataError("manifest files must be an object", table=mpath, column="files", value=type(files).__name__)
+    for rel, entry in files.items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise DataError("manifest lists a file outside the dataset", table=mpath, column="files", value=rel)
+        path = root / rel
+        if not path.is_file():
+            raise DataError("file listed in the manifest is missing", table=str(path), column=f"files.{rel}")
+        if checksums:
+            _check_file(path, entry, mpath, f"files.{rel}")
+    return manifest
+
+
+def _check_file(path: Path, entry, mpath: str, key: str) -> None:
+    want = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(want, str):
+        raise DataError("manifest entry has no sha256", table=mpath, column=key, value=entry)
+    got = sha256_file(path)
+    if got != want:
+        raise DataError(
+            f"SHA-256 {got[:12]}... differs from the manifest's {want[:12]}... "
+            "(a file of another run, or changed after the dataset was written)",
+            table=str(path), column="sha256", value=got[:16],
+        )  # fmt: skip
+
+
+def _check_times(values: np.ndarray, path: Path, column: str, offset: int = 0) -> None:
+    bad = (values < TIME_MIN_MS) | (values >= TIME_MAX_MS)
+    if bad.any():
+        row = _first(bad)
+        raise DataError("time outside [1970-01-01, 2200-01-01) in unix ms", table=str(path), column=column, row=offset + row, value=int(values[row]))
+
+
+def _check_frames(slices: pa.Table, frame_size, path: Path, mpath: Path) -> None:
+    """Every non-null frame is frame_size x frame_size x 3 uint8 bytes."""
+    if "frame" not in slices.column_names:
+        return
+    frames = slices.column("frame")
+    if frames.null_count == len(frames):
+        return
+    if frame_size is None:
+        raise DataError("slices have frames but the manifest's frame_size is null", table=str(mpath), column="frame_size")
+    want = frame_size * frame_size * 3
+    lengths = pc.fill_null(pc.binary_length(frames), want).to_numpy()
+    if (lengths != want).any():
+        row = _first(lengths != want)
+        raise DataError(f"frame has {int(lengths[row])} bytes, expected {want} ({frame_size}x{frame_size}x3 uint8; frame_size from the manifest)",
+                        table=str(path), column="frame", row=row, value=int(lengths[row]))  # fmt: skip
+
+
 def _check_intervals(table: pa.Table, path: Path) -> None:
     start = table.column("start_ts").to_numpy()
     end = table.column("end_ts").to_numpy()
@@ -118,13 +218,20 @@ def _load_small(root: Path, name: str) -> pa.Table:
     table = open_parquet(path).read()
     _check_schema(spec, table.schema, path)
     _check_values(spec, table, path, 0)
+    for column in TIME_COLUMNS.get(name, ()):
+        _check_times(table.column(column).to_numpy(), path, column)
     if spec.key:
         _check_unique(table.column(spec.key).to_numpy(), path, spec.key)
     return table
 
 
-def validate_dataset(root: str | os.PathLike) -> dict:
-    """Validate every table of the dataset at ``root``; return a short report.
+def validate_dataset(root: str | os.PathLike, *, checksums: bool = True) -> dict:
+    """Validate the manifest and every table of the dataset at ``root``; return a short report.
+
+    Args:
+        checksums: verify each file's SHA-256 against the manifest (reads every byte once;
+            the row counts are checked either way). Datasets written before the manifest
+            recorded checksums are checked without them.
 
     Raises:
         DataError: on the first problem, naming table, column, row and value.
@@ -132,12 +239,11 @@ def validate_dataset(root: str | os.PathLike) -> dict:
     root = Path(root)
     if not root.is_dir():
         raise DataError("dataset directory not found", table=str(root))
-    manifest = read_json(root / MANIFEST)
-    if "schema_version" not in manifest:
-        raise DataError("manifest has no schema_version", table=str(root / MANIFEST), column="schema_version")
+    manifest = _check_manifest(root, read_json(root / MANIFEST), checksums)
 
     small = {name: _load_small(root, name) for name in ("authors", "rooms", "slices", "queries", "users")}
     rooms, slices = small["rooms"], small["slices"]
+    _check_frames(slices, manifest.get("frame_size"), table_path(root, "slices"), root / MANIFEST)
     _check_intervals(rooms, table_path(root, "rooms"))
     _check_intervals(slices, table_path(root, "slices"))
 
@@ -168,7 +274,11 @@ def validate_dataset(root: str | os.PathLike) -> dict:
     n_impressions = _validate_impressions(root, room_keys, slice_keys, slice_room, user_keys)
     counts = {name: t.num_rows for name, t in small.items()}
     counts["impressions"] = n_impressions
-    return {"dataset": str(root), "ok": True, "row_counts": counts, "source": manifest.get("source")}
+    if "tables" not in manifest:
+        verified = "not recorded (dataset written by an older fluidrec)"
+    else:
+        verified = "verified" if checksums else "skipped"
+    return {"dataset": str(root), "ok": True, "row_counts": counts, "source": manifest.get("source"), "checksums": verified}
 
 
 def _validate_impressions(root: Path, room_keys, slice_keys, slice_room, user_keys) -> int:
@@ -180,6 +290,7 @@ def _validate_impressions(root: Path, room_keys, slice_keys, slice_room, user_ke
     for batch in pf.iter_batches(batch_size=BATCH_ROWS):
         _check_values(spec, batch, path, offset)
         ts = batch.column("ts").to_numpy()
+        _check_times(ts, path, "ts", offset)
         if len(ts):
             if last_ts is not None and ts[0] < last_ts:
                 raise DataError("impressions are not sorted by ts", table=str(path), column="ts", row=offset, value=int(ts[0]))

@@ -40,7 +40,7 @@ from fluidrec.encoder.config import EncoderConfig, LsaConfig, ModelConfig
 from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
 from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
 from fluidrec.errors import DataError, UsageError, first_line
-from fluidrec.utils.io import atomic_path, load_torch_file, read_json, write_json
+from fluidrec.utils.io import load_torch_file, read_json, save_torch_file, write_json
 
 if TYPE_CHECKING:
     from fluidrec.encoder.lsa import LsaEncoder
@@ -398,8 +398,7 @@ def save_encoder(model: MultimodalEncoder, cfg: EncoderConfig, out_dir: str | os
     model.lm.config.save_pretrained(str(out / "lm"))
     if model.vision is not None:
         save_vision_spec(model.vision, out / "vision")
-    with atomic_path(out / MODEL_FILE) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_torch_file(model.state_dict(), out / MODEL_FILE)
     write_json(out / CONFIG_FILE, {**cfg.to_dict(), "frame_size": model.frame_size, **(extra or {})})
     return out
 

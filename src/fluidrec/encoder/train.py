@@ -42,7 +42,7 @@ from fluidrec.encoder.data import (
 from fluidrec.encoder.loss import false_negative_mask, info_nce
 from fluidrec.encoder.model import MODEL_FILE, MultimodalEncoder, build_encoder, save_encoder
 from fluidrec.errors import DataError, UsageError
-from fluidrec.utils.io import atomic_path, load_torch_file, read_json, to_jsonable, write_json
+from fluidrec.utils.io import load_torch_file, read_json, save_torch_file, to_jsonable, write_json
 from fluidrec.utils.seed import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
@@ -122,8 +122,7 @@ def _save_checkpoint(out: Path, model, opt, step: int, stage_idx: int, log: list
         "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "stage": stage_idx,
         "torch_rng": torch.get_rng_state(), "log": log,
     }
-    with atomic_path(out / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
+    save_torch_file(state, out / CHECKPOINT)
 
 
 _CHECKPOINT_KEYS = ("model", "optimizer", "step", "stage", "torch_rng", "log")

@@ -53,9 +53,10 @@ class ReproduceConfig:
     Args:
         scale: synthetic world scale (tiny for tests, small for the demo).
         seed: seeds every stage.
-        encoder_preset: ``demo`` (CPU-sized MiniLM cut to 1 layer), ``tiny`` (tests) or ``lsa``
-            (the TF-IDF + SVD reference encoder, evaluated like ``tiny`` on the tiny world and
-            like ``demo`` otherwise).
+        encoder_preset: the encoder whose embeddings become the codes: ``lsa`` (default: the
+            TF-IDF + SVD reference encoder, which beats the CPU-sized neural encoder on every
+            encoder metric of the small world, docs/encoder.md), ``demo`` (MiniLM cut to 1
+            layer; the paper's recipe, always trained for Table 6) or ``tiny`` (tests).
         encoder_steps: training steps of the main encoder (None = the preset's).
         ablation_steps: training steps of each encoder-ablation run (0 skips Table 6).
         code_levels, codebook_size: RQ-KMeans shape (the paper: 4 x 64).
@@ -70,7 +71,7 @@ class ReproduceConfig:
 
     scale: str = "small"
     seed: int = 0
-    encoder_preset: str = "demo"
+    encoder_preset: str = "lsa"
     encoder_steps: int | None = None
     ablation_steps: int = 100
     code_levels: int = 4

@@ -131,7 +131,7 @@ def split_rows(ts: np.ndarray, user: np.ndarray, click: np.ndarray, room: np.nda
 
 def write_split_dataset(src, out: Path, train: np.ndarray, test: np.ndarray) -> Path:
     """A copy of ``src`` with only train+test rows, train on day 0 and test on day 2 (original order kept)."""
-    from fluidrec.data.io import Dataset, write_manifest, write_table
+    from fluidrec.data.io import Dataset, DatasetWriter, write_manifest, write_table
 
     ds = src if isinstance(src, Dataset) else Dataset(src)
     imp = ds.table("impressions")
@@ -147,18 +147,19 @@ def write_split_dataset(src, out: Path, train: np.ndarray, test: np.ndarray) -> 
     keep = [c for c in imp.column_names if c != "ts"]
     cols = {"ts": new_ts, **{c: imp.column(c).take(rows) for c in keep}}
     end = int(new_ts[-1]) + 1
-    rooms = ds.table("rooms")
-    n_rooms = rooms.num_rows
-    write_table(out, "rooms", {"room_id": rooms.column("room_id"), "author_id": rooms.column("author_id"),
-                               "start_ts": np.full(n_rooms, T0, np.int64), "end_ts": np.full(n_rooms, end, np.int64)})  # fmt: skip
-    sl = ds.table("slices")
-    sl = sl.set_column(sl.column_names.index("start_ts"), "start_ts", pa.array(np.full(sl.num_rows, T0, np.int64)))
-    sl = sl.set_column(sl.column_names.index("end_ts"), "end_ts", pa.array(np.full(sl.num_rows, end, np.int64)))
-    write_table(out, "slices", sl)
-    write_table(out, "impressions", cols)
-    for name in ("authors", "users", "queries"):
-        write_table(out, name, ds.table(name))
-    write_manifest(out, source=f"split of {ds.manifest.get('source')}", seed=ds.manifest.get("seed"), extra={"frame_size": None})
+    with DatasetWriter(out) as tmp:  # swapped in whole: a killed bench never leaves a half-written split
+        rooms = ds.table("rooms")
+        n_rooms = rooms.num_rows
+        write_table(tmp, "rooms", {"room_id": rooms.column("room_id"), "author_id": rooms.column("author_id"),
+                                   "start_ts": np.full(n_rooms, T0, np.int64), "end_ts": np.full(n_rooms, end, np.int64)})  # fmt: skip
+        sl = ds.table("slices")
+        sl = sl.set_column(sl.column_names.index("start_ts"), "start_ts", pa.array(np.full(sl.num_rows, T0, np.int64)))
+        sl = sl.set_column(sl.column_names.index("end_ts"), "end_ts", pa.array(np.full(sl.num_rows, end, np.int64)))
+        write_table(tmp, "slices", sl)
+        write_table(tmp, "impressions", cols)
+        for name in ("authors", "users", "queries"):
+            write_table(tmp, name, ds.table(name))
+        write_manifest(tmp, source=f"split of {ds.manifest.get('source')}", seed=ds.manifest.get("seed"), extra={"frame_size": ds.frame_size})
     return out
 
 

@@ -5,7 +5,8 @@ truth rows -> every ranker arm (Table 3's neural rows once per ranker seed) -> p
 (lr, gbdt) -> evaluation -> simulated online A/B -> lsa encoder peer -> encoder ablation ->
 report.
 
-Every stage is cached (``--resume`` skips finished stages), times itself, and the
+Every stage is cached (``--resume`` skips a finished stage whose key, the hash of the
+settings it depends on, is unchanged), times itself, and the
 resolved configuration is written to ``<out>/config.json`` before any work. A ranker
 trained with an extra seed ``s`` is its own stage (``ranker_<arm>@<s>``, written to
 ``rankers/<arm>@<s>``); the world, encoder and codes are those of ``cfg.seed``.
@@ -37,7 +38,7 @@ from fluidrec.experiments.config import (
     all_arms,
 )
 from fluidrec.experiments.stages import StageRunner
-from fluidrec.utils.io import read_json, to_jsonable, write_json
+from fluidrec.utils.io import to_jsonable, write_json
 from fluidrec.utils.seed import seed_everything
 
 
@@ -479,63 +480,92 @@ def build_tables(
 # ---------------------------------------------------------------- the job
 
 
-def same_settings(saved: dict, current: dict) -> bool:
-    """A saved run's settings match: every setting it recorded is equal.
+def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False, force: bool = False) -> dict:
+    """Run the whole job into ``out``; returns the results dict also written to ``results.json``.
 
-    A setting the saved run lacks was added after it (e.g. ``seeds``); the stages behind it
-    are new stages, so resuming runs them and keeps the cached ones.
+    Args:
+        resume: reuse the stages finished in ``out`` whose settings are unchanged; a stage
+            whose settings (or an upstream stage's) changed is recomputed, with every stage
+            downstream of it.
+        force: start over in a directory that already holds a run (needed without ``resume``).
     """
-    return all(k in current and current[k] == v for k, v in saved.items())
-
-
-def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False) -> dict:
-    """Run the whole job into ``out``; returns the results dict also written to ``results.json``."""
+    from fluidrec.experiments.config import AB_ARMS
     from fluidrec.experiments.render import render_outputs
+    from fluidrec.experiments.stages import stage_key
 
     paths = RunPaths(Path(out))
+    if not resume and not force and StageRunner.holds_run(paths.root):
+        raise UsageError(f"{paths.root} already holds a run: pass --resume to continue it (stages whose settings changed are recomputed) or --force to start over")
     paths.root.mkdir(parents=True, exist_ok=True)
     config = resolved_config(cfg)
-    config_path = paths.root / "config.json"
-    if resume and config_path.exists() and not same_settings(read_json(config_path)["reproduce"], config["reproduce"]):
-        raise UsageError(f"{config_path} holds a different configuration; use a new --out or drop --resume")
-    write_json(config_path, config)
+    write_json(paths.root / "config.json", config)
     seed_everything(cfg.seed)
     runner = StageRunner(paths.root, resume)
     # built (or read from the cache) on first use only: a --resume of a finished run loads nothing
     features = functools.cache(lambda: _features(cfg, paths))
     oracle_features = functools.cache(lambda: _oracle_features(cfg, paths))
 
-    world_stats = runner.run("world", lambda: stage_world(cfg, paths))
-    encoder_eval = runner.run("encoder", lambda: stage_encoder(cfg, paths))
-    runner.run("embed", lambda: stage_embed(cfg, paths))
-    codes_quality = runner.run("codes", lambda: stage_codes(cfg, paths))
-    codes_truth = runner.run("codes_truth", lambda: stage_codes_truth(cfg, paths))
-    oracle_summary = runner.run("codes_oracle", lambda: stage_codes_oracle(cfg, paths))
-    truth_summary = runner.run("truth", lambda: stage_truth(cfg, paths, features()))
-    evals = {arm: runner.run(f"ranker_{arm}", lambda arm=arm: stage_arm(cfg, paths, arm, features())) for arm in all_arms()}
+    # A stage's key hashes the settings it reads and the keys of the stages it reads from.
+    world_key = stage_key("world", config["world"])
+    encoder_key = stage_key("encoder", world_key, config["encoder"])
+    embed_key = stage_key("embed", encoder_key)
+    codes_key = stage_key("codes", embed_key, {"levels": cfg.code_levels, "codebook_size": cfg.codebook_size, "seed": cfg.seed})
+    oracle_key = stage_key("codes_oracle", world_key)
+    features_key = stage_key("features", codes_key, config["ranker"]["features"])
+    oracle_features_key = stage_key("features", oracle_key, config["ranker"]["features"])
+
+    def arm_key(arm: str, seed: int, feats: str = features_key) -> str:
+        return stage_key("ranker", feats, arm, to_jsonable(_ranker_config(cfg, seed)))
+
+    world_stats = runner.run("world", lambda: stage_world(cfg, paths), key=world_key, outputs=[paths.world])
+    encoder_eval = runner.run("encoder", lambda: stage_encoder(cfg, paths), key=encoder_key, outputs=[paths.encoder])
+    runner.run("embed", lambda: stage_embed(cfg, paths), key=embed_key, outputs=[paths.embeddings])
+    codes_quality = runner.run("codes", lambda: stage_codes(cfg, paths), key=codes_key, outputs=[paths.codes])
+    codes_truth = runner.run("codes_truth", lambda: stage_codes_truth(cfg, paths), key=stage_key("codes_truth", codes_key))
+    oracle_summary = runner.run("codes_oracle", lambda: stage_codes_oracle(cfg, paths), key=oracle_key, outputs=[paths.codes_oracle])
+    truth_summary = runner.run("truth", lambda: stage_truth(cfg, paths, features()), key=stage_key("truth", features_key))
+    evals = {
+        arm: runner.run(f"ranker_{arm}", lambda arm=arm: stage_arm(cfg, paths, arm, features()), key=arm_key(arm, cfg.seed), outputs=[paths.ranker(arm)])
+        for arm in all_arms()
+    }  # fmt: skip
     seeded = {row: [(cfg.seed, evals[arm])] for row, arm in TABLE3_ARMS.items()}
     if "skipped" not in oracle_summary:
         evals[TRUE_CODES_ROW] = runner.run(
-            f"ranker_{TRUE_CODES_ROW}", lambda: stage_arm(cfg, paths, "fluid", oracle_features(), row=TRUE_CODES_ROW, oracle_codes=True)
-        )
+            f"ranker_{TRUE_CODES_ROW}", lambda: stage_arm(cfg, paths, "fluid", oracle_features(), row=TRUE_CODES_ROW, oracle_codes=True),
+            key=arm_key("fluid", cfg.seed, oracle_features_key), outputs=[paths.ranker(TRUE_CODES_ROW)],
+        )  # fmt: skip
         seeded[TRUE_CODES_ROW] = [(cfg.seed, evals[TRUE_CODES_ROW])]
     for seed in cfg.ranker_seeds[1:]:
         for row, arm in TABLE3_ARMS.items():
             name = run_name(arm, seed, cfg)
-            report = runner.run(f"ranker_{name}", lambda arm=arm, seed=seed: stage_arm(cfg, paths, arm, features(), ranker_seed=seed))
+            report = runner.run(
+                f"ranker_{name}", lambda arm=arm, seed=seed: stage_arm(cfg, paths, arm, features(), ranker_seed=seed),
+                key=arm_key(arm, seed), outputs=[paths.ranker(name)],
+            )  # fmt: skip
             seeded[row].append((seed, report))
         if TRUE_CODES_ROW in seeded:
             name = run_name(TRUE_CODES_ROW, seed, cfg)
             report = runner.run(
                 f"ranker_{name}",
                 lambda seed=seed: stage_arm(cfg, paths, "fluid", oracle_features(), ranker_seed=seed, row=TRUE_CODES_ROW, oracle_codes=True),
+                key=arm_key("fluid", seed, oracle_features_key), outputs=[paths.ranker(name)],
             )  # fmt: skip
             seeded[TRUE_CODES_ROW].append((seed, report))
     for peer in PEER_ROWS:
-        evals[peer] = runner.run(f"peer_{peer}", lambda peer=peer: stage_peer(cfg, paths, peer, features()))
-    ab = runner.run("online_ab", lambda: stage_ab(cfg, paths, features()))
-    lsa = runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths))
-    ablation = runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths)) if cfg.ablation_steps > 0 else None
+        evals[peer] = runner.run(
+            f"peer_{peer}", lambda peer=peer: stage_peer(cfg, paths, peer, features()),
+            key=stage_key("peer", features_key, peer, config["peers"]), outputs=[paths.ranker(peer)],
+        )  # fmt: skip
+    ab_settings = {"requests": cfg.ab_requests, "candidates": cfg.ab_candidates, "n_boot": cfg.n_boot, "seed": cfg.seed}
+    ab_key = stage_key("online_ab", features_key, [arm_key(arm, cfg.seed) for arm in AB_ARMS.values()], ab_settings)
+    ab = runner.run("online_ab", lambda: stage_ab(cfg, paths, features()), key=ab_key)
+    lsa_key = stage_key("encoder_lsa", world_key, _lsa_config(cfg).to_dict(), encoder_key if cfg.encoder_preset == "lsa" else None)
+    lsa = runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths), key=lsa_key, outputs=[] if cfg.encoder_preset == "lsa" else [paths.lsa])
+    ablation = None
+    if cfg.ablation_steps > 0:
+        ablation_key = stage_key("encoder_ablation", world_key, _neural_encoder_config(cfg).to_dict(), cfg.ablation_steps)
+        ablation_runs = [p for p in paths.ablation.iterdir() if p != paths.lsa] if paths.ablation.is_dir() else []
+        ablation = runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths), key=ablation_key, outputs=ablation_runs)
 
     truth = truth_summary.get("rows")
     results = build_tables(evals, ab, ablation, seeded=seeded, truth=truth, lsa=lsa)

@@ -30,7 +30,7 @@ from fluidrec.ranker.backbone import Backbone, BackboneConfig
 from fluidrec.ranker.batching import Batch
 from fluidrec.ranker.heads import DEFAULT_TASKS, Heads, Task
 from fluidrec.ranker.tokens import Tokenizer, TokenizerConfig
-from fluidrec.utils.io import atomic_path, load_torch_file
+from fluidrec.utils.io import load_torch_file, save_torch_file
 
 CHECKPOINT_VERSION = 3  # 2: fused code and side tables; 3: history match projection
 
@@ -212,8 +212,7 @@ def save_checkpoint(model: Ranker, path: str | os.PathLike, extra: dict[str, Any
         "state_dict": model.state_dict(),
         "extra": extra or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch_file(payload, path)  # atomic, with a .sha256 sidecar that load_torch_file verifies
     return Path(path)
 
 

@@ -1,12 +1,16 @@
 """Atomic file writes: write to a temporary name beside the target, then rename.
 
-A crash never leaves a half-written file under the final name.
+A crash never leaves a half-written file under the final name. Checkpoints
+(``save_torch_file``) also get a ``<file>.sha256`` sidecar that ``load_torch_file``
+verifies, so a file corrupted after it was written fails to load instead of
+loading altered weights.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -69,15 +73,84 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"not valid JSON ({exc.msg} at line {exc.lineno})", table=str(p)) from None
 
 
+#: Suffix of the checksum file written beside each checkpoint (``model.pt.sha256``).
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in ``chunk``-byte pieces (large files never sit in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    """Where the checksum of ``path`` is kept: ``<path>.sha256`` (``sha256sum`` format)."""
+    p = Path(path)
+    return p.with_name(p.name + CHECKSUM_SUFFIX)
+
+
+def save_torch_file(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically, then write its ``<path>.sha256`` sidecar.
+
+    The old sidecar is removed before the new file takes the name, so a crash in between
+    leaves a file without a sidecar (loaded unverified, as files from older versions are),
+    never a file beside another file's checksum.
+
+    Example:
+        >>> save_torch_file({"state_dict": model.state_dict()}, "runs/rk/model.pt")
+    """
+    import torch
+
+    final = Path(path)
+    side = checksum_path(final)
+    with atomic_path(final) as tmp:
+        torch.save(obj, tmp)
+        digest = sha256_file(tmp)
+        side.unlink(missing_ok=True)
+    with atomic_path(side) as tmp:
+        tmp.write_text(f"{digest}  {final.name}\n")
+    return final
+
+
+def verify_checksum(path: str | os.PathLike) -> bool:
+    """Check ``path`` against its ``<path>.sha256`` sidecar; False when there is none.
+
+    Raises:
+        DataError: the sidecar is malformed or the file's SHA-256 differs from it.
+    """
+    from fluidrec.errors import DataError
+
+    p = Path(path)
+    side = checksum_path(p)
+    if not side.is_file():
+        return False
+    recorded = (side.read_text(errors="replace").split() or [""])[0].lower()
+    if len(recorded) != 64 or any(c not in "0123456789abcdef" for c in recorded):
+        raise DataError(f"malformed checksum file {side.name} (expected a hex SHA-256)", table=str(p))
+    actual = sha256_file(p)
+    if actual != recorded:
+        raise DataError(
+            f"checksum mismatch: SHA-256 {actual[:12]}... differs from {side.name}'s {recorded[:12]}... "
+            "(the file was corrupted or changed after it was written)",
+            table=str(p),
+        )
+    return True
+
+
 def load_torch_file(path: str | os.PathLike) -> Any:
     """Read a file written by ``torch.save`` without running any code it may carry.
 
     Every checkpoint fluidrec reads goes through here: ``weights_only=True`` lets the
     unpickler build tensors, numbers, strings and containers only, so a planted pickle
-    fails to load instead of executing.
+    fails to load instead of executing. When a ``<path>.sha256`` sidecar exists
+    (``save_torch_file`` writes one) the file is verified against it first; files
+    without one (older versions, other tools) load unverified.
 
     Raises:
-        DataError: missing, unreadable, corrupt, or holding anything but plain data.
+        DataError: missing, unreadable, corrupt (checksum mismatch), or holding anything but plain data.
 
     Example:
         >>> state = load_torch_file("runs/enc/checkpoint.pt")
@@ -89,6 +162,7 @@ def load_torch_file(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise DataError("file not found", table=str(p))
+    verify_checksum(p)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types: UnpicklingError, RuntimeError, EOFError, ...

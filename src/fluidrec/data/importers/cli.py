@@ -38,7 +38,7 @@ def register_import(dsub: argparse._SubParsersAction) -> None:
     p.add_argument("source", choices=SOURCES, help="source format")
     p.add_argument("--path", help="source directory (microlens, kuailive-m3, mind)")
     p.add_argument("--out", required=True, help="output dataset directory")
-    p.add_argument("--force", action="store_true", help="write into a non-empty output directory")
+    p.add_argument("--force", action="store_true", help="replace what a non-empty output directory holds (the old dataset stays whole until the new one is validated)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed for negative sampling (default 0)")
     p.add_argument("--negatives", type=non_negative_int, default=0, metavar="K", help="sample K negatives per positive from the items live at that moment")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (counted in the summary) instead of failing")

@@ -8,9 +8,10 @@ Every importer follows the same shape:
    the file, the 1-based line and the reason (or, with ``skip_bad_rows``, a count);
 2. build items (one-slice rooms, or multi-slice rooms for KuaiLive-M3);
 3. optionally sample ``negatives`` per positive from the items live at that moment;
-4. sort impressions by time and write every table, the manifest and the resolved
-   import config; finally run ``validate_dataset`` so an import either produces a
-   valid dataset or fails loudly.
+4. sort impressions by time and write every table, the resolved import config and
+   the manifest into a ``DatasetWriter``'s temporary directory; ``finish`` runs
+   ``validate_dataset`` there, and only a valid dataset is swapped into ``out`` (whole:
+   an import that fails, or is killed, leaves the old dataset at ``out`` untouched).
 
 Shape letters: N impressions, P positives, K negatives per positive, I items.
 
@@ -580,7 +581,11 @@ def finish(
     started: float,
     extra: Mapping[str, Any] | None = None,
 ) -> ImportSummary:
-    """Write config + manifest, validate the dataset, and return the summary."""
+    """Write config + manifest (last), validate the dataset, and return the summary.
+
+    ``out`` is the ``DatasetWriter``'s temporary directory; the checksums were computed just
+    now, so validation skips re-reading them.
+    """
     from fluidrec.data.validate import validate_dataset
 
     write_json(out / CONFIG_FILE, {"source": source, "options": dataclasses.asdict(options), **config})
@@ -606,7 +611,7 @@ def finish(
         **(dict(extra) if extra else {}),
     }
     write_manifest(out, source=source, seed=options.seed, extra=manifest_extra)
-    validate_dataset(out)
+    validate_dataset(out, checksums=False)
     summary.seconds = round(time.perf_counter() - started, 2)
     return summary
 

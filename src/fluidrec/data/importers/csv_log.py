@@ -58,7 +58,7 @@ from fluidrec.data.importers.common import (
     write_one_slice_items,
     write_queries,
 )
-from fluidrec.data.io import write_table
+from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.errors import DataError, UsageError, check
 from fluidrec.utils.io import atomic_path
@@ -244,37 +244,40 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
     imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
 
     title = [texts.get(int(i)) for i in item_ids]
-    write_one_slice_items(out, item_ids=item_ids, start=start, end=end, texts={"title": title})
-    user_ids = np.unique(imp["user_id"])
-    write_table(out, "users", {"user_id": user_ids})
-    n_queries = write_queries(out, [(q, int(i)) for i, t in zip(item_ids, title) for q in hashtag_queries(t)])
-    n_imp = write_impressions(out, imp, progress=options.progress)
-    _source_map(out, "source_users", "user_id", list(users))
-    _source_map(out, "source_items", "room_id", list(items))
+    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
+        write_one_slice_items(tmp, item_ids=item_ids, start=start, end=end, texts={"title": title})
+        user_ids = np.unique(imp["user_id"])
+        write_table(tmp, "users", {"user_id": user_ids})
+        n_queries = write_queries(tmp, [(q, int(i)) for i, t in zip(item_ids, title) for q in hashtag_queries(t)])
+        n_imp = write_impressions(tmp, imp, progress=options.progress)
+        _source_map(tmp, "source_users", "user_id", list(users))
+        _source_map(tmp, "source_items", "room_id", list(items))
 
-    return finish(
-        out,
-        source="csv",
-        options=options,
-        config={"format": dataclasses.asdict(fmt)},
-        counts={
-            "users": len(user_ids),
-            "items": len(item_ids),
-            "slices": len(item_ids),
-            "impressions": n_imp,
-            "positives": n_pos,
-            "logged_negatives": n - n_pos,
-            "sampled_negatives": n_sampled,
-        },
-        bad=bad,
-        notes={
-            "items_without_text": sum(t is None for t in title),
-            "interactions_dropped_without_text": dropped,
-            "queries": n_queries,
-        },
-        time_kind=TIME_UNIX_MS if fmt.time_col else TIME_FILE_ORDER,
-        started=started,
-    )
+        summary = finish(
+            tmp,
+            source="csv",
+            options=options,
+            config={"format": dataclasses.asdict(fmt)},
+            counts={
+                "users": len(user_ids),
+                "items": len(item_ids),
+                "slices": len(item_ids),
+                "impressions": n_imp,
+                "positives": n_pos,
+                "logged_negatives": n - n_pos,
+                "sampled_negatives": n_sampled,
+            },
+            bad=bad,
+            notes={
+                "items_without_text": sum(t is None for t in title),
+                "interactions_dropped_without_text": dropped,
+                "queries": n_queries,
+            },
+            time_kind=TIME_UNIX_MS if fmt.time_col else TIME_FILE_ORDER,
+            started=started,
+        )
+    summary.out = str(out)
+    return summary
 
 
 def _read_items(fmt: CsvFormat, path: Path, items: dict[str, int], bad: BadRows, progress: bool) -> dict[int, str]:

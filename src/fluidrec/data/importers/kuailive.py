@@ -89,7 +89,7 @@ from fluidrec.data.importers.common import (
     write_impressions,
     write_queries,
 )
-from fluidrec.data.io import open_parquet, write_table
+from fluidrec.data.io import DatasetWriter, open_parquet, write_table
 from fluidrec.data.schema import LABELS_BINARY, NO_ROOM
 from fluidrec.errors import DataError, check
 from fluidrec.utils.io import atomic_path
@@ -276,74 +276,77 @@ def import_kuailive_m3(
     videos = _read_videos(root, bad, options.progress, first_id=n_live, max_videos=max_videos)
     notes["videos"] = len(videos["slice_id"])
 
-    # Tables.
-    authors = set(rooms["author_id"].tolist()) | set(videos["author_id"].tolist()) | _read_id_set(root / "author_profile.csv", "author_id", bad, options.progress)
-    write_table(out, "authors", {"author_id": np.array(sorted(authors), np.int64)})
-    write_table(out, "rooms", {k: rooms[k] for k in ("room_id", "author_id", "start_ts", "end_ts")})
-    live_cols = {
-        "slice_id": slices["slice_id"],
-        "room_id": slices["room_id"],
-        "author_id": slices["author_id"],
-        "start_ts": slices["start_ts"],
-        "end_ts": slices["end_ts"],
-        "domain": ["live"] * n_live,
-        "title": slices["title"],
-        "comments": slices["comments"],
-        "ocr": [None] * n_live,
-        "tags": [None] * n_live,
-        **{f"topic_l{j}": np.full(n_live, -1, np.int32) for j in range(1, 5)},
-    }
-    all_slices = {k: _concat(live_cols[k], videos[k]) for k in live_cols}
-    write_table(out, "slices", all_slices)
-    user_ids = set(np.unique(imp["user_id"]).tolist())
-    if options.max_users is None:
-        user_ids |= _read_id_set(root / "user_id_set.csv", "user_id", bad, options.progress)
-    write_table(out, "users", {"user_id": np.array(sorted(user_ids), np.int64)})
-    queries = [(q, int(s)) for s, t in zip(slices["slice_id"], slices["title"]) for q in hashtag_queries(t)]
-    queries += [(q, int(s)) for s, qs in zip(videos["slice_id"], videos["queries"]) for q in qs]
-    n_queries = write_queries(out, queries)
-    n_imp = write_impressions(out, imp, progress=options.progress)
-
-    # Embeddings (the encoder can be skipped) and the slice -> source id map.
-    emb_ids = np.concatenate([slices["slice_id"][slices["has_emb"]], videos["slice_id"][videos["has_emb"]]])
-    emb = np.concatenate([slices["vectors"][slices["has_emb"]], videos["vectors"][videos["has_emb"]]])  # (E, 128)
-    write_embeddings(out / EMBEDDINGS_FILE, emb_ids, emb)
-    sources = pa.table(
-        {
-            "slice_id": pa.array(np.concatenate([slices["slice_id"], videos["slice_id"]])),
-            "source_kind": pa.array(["segment"] * n_live + ["photo"] * len(videos["slice_id"])),
-            "source_id": pa.array(list(slices["source_id"]) + [str(p) for p in videos["photo_id"]], pa.string()),
+    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
+        # Tables.
+        authors = set(rooms["author_id"].tolist()) | set(videos["author_id"].tolist()) | _read_id_set(root / "author_profile.csv", "author_id", bad, options.progress)
+        write_table(tmp, "authors", {"author_id": np.array(sorted(authors), np.int64)})
+        write_table(tmp, "rooms", {k: rooms[k] for k in ("room_id", "author_id", "start_ts", "end_ts")})
+        live_cols = {
+            "slice_id": slices["slice_id"],
+            "room_id": slices["room_id"],
+            "author_id": slices["author_id"],
+            "start_ts": slices["start_ts"],
+            "end_ts": slices["end_ts"],
+            "domain": ["live"] * n_live,
+            "title": slices["title"],
+            "comments": slices["comments"],
+            "ocr": [None] * n_live,
+            "tags": [None] * n_live,
+            **{f"topic_l{j}": np.full(n_live, -1, np.int32) for j in range(1, 5)},
         }
-    )
-    with atomic_path(out / SOURCES_FILE) as tmp:
-        pq.write_table(sources, tmp)
-    notes.update(slices_without_embedding=int(len(all_slices["slice_id"]) - len(emb_ids)), queries=n_queries)
+        all_slices = {k: _concat(live_cols[k], videos[k]) for k in live_cols}
+        write_table(tmp, "slices", all_slices)
+        user_ids = set(np.unique(imp["user_id"]).tolist())
+        if options.max_users is None:
+            user_ids |= _read_id_set(root / "user_id_set.csv", "user_id", bad, options.progress)
+        write_table(tmp, "users", {"user_id": np.array(sorted(user_ids), np.int64)})
+        queries = [(q, int(s)) for s, t in zip(slices["slice_id"], slices["title"]) for q in hashtag_queries(t)]
+        queries += [(q, int(s)) for s, qs in zip(videos["slice_id"], videos["queries"]) for q in qs]
+        n_queries = write_queries(tmp, queries)
+        n_imp = write_impressions(tmp, imp, progress=options.progress)
 
-    return finish(
-        out,
-        source="kuailive-m3",
-        options=options,
-        config={
-            "path": str(root),
-            "long_view_s": long_view_s,
-            "keep_rooms_without_segments": keep_rooms_without_segments,
-            "max_videos": max_videos,
-        },
-        counts={
-            "users": len(user_ids),
-            "items": len(rooms["room_id"]),
-            "slices": len(all_slices["slice_id"]),
-            "impressions": n_imp,
-            "positives": n_pos,
-            "logged_negatives": n_logged_neg,
-            "sampled_negatives": n_sampled,
-        },
-        bad=bad,
-        notes=notes,
-        time_kind=TIME_UNIX_MS,
-        started=started,
-        extra={"embeddings": EMBEDDINGS_FILE, "embedding_dim": EMBED_DIM, "topic_names": videos["topic_names"]},
-    )
+        # Embeddings (the encoder can be skipped) and the slice -> source id map.
+        emb_ids = np.concatenate([slices["slice_id"][slices["has_emb"]], videos["slice_id"][videos["has_emb"]]])
+        emb = np.concatenate([slices["vectors"][slices["has_emb"]], videos["vectors"][videos["has_emb"]]])  # (E, 128)
+        write_embeddings(tmp / EMBEDDINGS_FILE, emb_ids, emb)
+        sources = pa.table(
+            {
+                "slice_id": pa.array(np.concatenate([slices["slice_id"], videos["slice_id"]])),
+                "source_kind": pa.array(["segment"] * n_live + ["photo"] * len(videos["slice_id"])),
+                "source_id": pa.array(list(slices["source_id"]) + [str(p) for p in videos["photo_id"]], pa.string()),
+            }
+        )
+        with atomic_path(tmp / SOURCES_FILE) as part:
+            pq.write_table(sources, part)
+        notes.update(slices_without_embedding=int(len(all_slices["slice_id"]) - len(emb_ids)), queries=n_queries)
+
+        summary = finish(
+            tmp,
+            source="kuailive-m3",
+            options=options,
+            config={
+                "path": str(root),
+                "long_view_s": long_view_s,
+                "keep_rooms_without_segments": keep_rooms_without_segments,
+                "max_videos": max_videos,
+            },
+            counts={
+                "users": len(user_ids),
+                "items": len(rooms["room_id"]),
+                "slices": len(all_slices["slice_id"]),
+                "impressions": n_imp,
+                "positives": n_pos,
+                "logged_negatives": n_logged_neg,
+                "sampled_negatives": n_sampled,
+            },
+            bad=bad,
+            notes=notes,
+            time_kind=TIME_UNIX_MS,
+            started=started,
+            extra={"embeddings": EMBEDDINGS_FILE, "embedding_dim": EMBED_DIM, "topic_names": videos["topic_names"]},
+        )
+    summary.out = str(out)
+    return summary
 
 
 def _concat(a, b):

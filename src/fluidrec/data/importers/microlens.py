@@ -53,7 +53,7 @@ from fluidrec.data.importers.common import (
     write_one_slice_items,
     write_queries,
 )
-from fluidrec.data.io import write_table
+from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.errors import DataError, check
 
@@ -149,34 +149,37 @@ def import_microlens(
     imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
 
     title_col = [titles.get(int(i)) for i in item_ids]
-    write_one_slice_items(out, item_ids=item_ids, start=start, end=end, texts={"title": title_col})
-    users = np.unique(imp["user_id"])
-    write_table(out, "users", {"user_id": users})
-    queries = [(q, int(i)) for i, t in zip(item_ids, title_col) for q in hashtag_queries(t)]
-    n_queries = write_queries(out, queries)
-    n_imp = write_impressions(out, imp, progress=options.progress)
+    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
+        write_one_slice_items(tmp, item_ids=item_ids, start=start, end=end, texts={"title": title_col})
+        users = np.unique(imp["user_id"])
+        write_table(tmp, "users", {"user_id": users})
+        queries = [(q, int(i)) for i, t in zip(item_ids, title_col) for q in hashtag_queries(t)]
+        n_queries = write_queries(tmp, queries)
+        n_imp = write_impressions(tmp, imp, progress=options.progress)
 
-    missing = sum(t is None for t in title_col)
-    return finish(
-        out,
-        source="microlens",
-        options=options,
-        config={"path": str(root), "pairs_file": str(pairs_path), "titles_file": str(titles_path), "step_ms": step_ms},
-        counts={
-            "users": len(users),
-            "items": len(item_ids),
-            "slices": len(item_ids),
-            "impressions": n_imp,
-            "positives": n,
-            "logged_negatives": 0,
-            "sampled_negatives": n_sampled,
-        },
-        bad=bad,
-        notes={"items_without_title": missing, "queries": n_queries},
-        time_kind=TIME_SEQUENCE,
-        started=started,
-        extra={"time_step_ms": step_ms},
-    )
+        missing = sum(t is None for t in title_col)
+        summary = finish(
+            tmp,
+            source="microlens",
+            options=options,
+            config={"path": str(root), "pairs_file": str(pairs_path), "titles_file": str(titles_path), "step_ms": step_ms},
+            counts={
+                "users": len(users),
+                "items": len(item_ids),
+                "slices": len(item_ids),
+                "impressions": n_imp,
+                "positives": n,
+                "logged_negatives": 0,
+                "sampled_negatives": n_sampled,
+            },
+            bad=bad,
+            notes={"items_without_title": missing, "queries": n_queries},
+            time_kind=TIME_SEQUENCE,
+            started=started,
+            extra={"time_step_ms": step_ms},
+        )
+    summary.out = str(out)
+    return summary
 
 
 def _read_titles(path: Path, wanted: set[int], bad: BadRows, progress: bool) -> dict[int, str]:

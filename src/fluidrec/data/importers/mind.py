@@ -54,7 +54,7 @@ from fluidrec.data.importers.common import (
     write_one_slice_items,
     write_queries,
 )
-from fluidrec.data.io import write_table
+from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.errors import DataError
 
@@ -191,37 +191,40 @@ def import_mind(
         "topic_l3": np.full(len(records), -1, np.int32),
         "topic_l4": np.full(len(records), -1, np.int32),
     }
-    write_one_slice_items(out, item_ids=item_ids, start=start, end=end, texts=texts, topics=topics)
-    users = np.unique(imp["user_id"])
-    write_table(out, "users", {"user_id": users})
-    n_queries = write_queries(out, [(q, int(i)) for i, r in zip(item_ids, records) if r for q in r["entities"]])
-    n_imp = write_impressions(out, imp, progress=options.progress)
+    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
+        write_one_slice_items(tmp, item_ids=item_ids, start=start, end=end, texts=texts, topics=topics)
+        users = np.unique(imp["user_id"])
+        write_table(tmp, "users", {"user_id": users})
+        n_queries = write_queries(tmp, [(q, int(i)) for i, r in zip(item_ids, records) if r for q in r["entities"]])
+        n_imp = write_impressions(tmp, imp, progress=options.progress)
 
-    return finish(
-        out,
-        source="mind",
-        options=options,
-        config={"path": str(root), "drop_items_without_text": drop_items_without_text},
-        counts={
-            "users": len(users),
-            "items": len(item_ids),
-            "slices": len(item_ids),
-            "impressions": n_imp,
-            "positives": n_pos,
-            "logged_negatives": n - n_pos,
-            "sampled_negatives": n_sampled,
-        },
-        bad=bad,
-        notes={
-            "items_without_text": sum(r is None for r in records),
-            "impressions_dropped_without_text": dropped,
-            "history_entries_not_imported": history_entries,
-            "queries": n_queries,
-        },
-        time_kind=TIME_UNIX_MS,
-        started=started,
-        extra={"topic_names": {"topic_l1": cats, "topic_l2": subs}},
-    )
+        summary = finish(
+            tmp,
+            source="mind",
+            options=options,
+            config={"path": str(root), "drop_items_without_text": drop_items_without_text},
+            counts={
+                "users": len(users),
+                "items": len(item_ids),
+                "slices": len(item_ids),
+                "impressions": n_imp,
+                "positives": n_pos,
+                "logged_negatives": n - n_pos,
+                "sampled_negatives": n_sampled,
+            },
+            bad=bad,
+            notes={
+                "items_without_text": sum(r is None for r in records),
+                "impressions_dropped_without_text": dropped,
+                "history_entries_not_imported": history_entries,
+                "queries": n_queries,
+            },
+            time_kind=TIME_UNIX_MS,
+            started=started,
+            extra={"topic_names": {"topic_l1": cats, "topic_l2": subs}},
+        )
+    summary.out = str(out)
+    return summary
 
 
 def _read_news(path: Path, wanted: set[int], bad: BadRows, progress: bool) -> dict[int, dict]:

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
                    "medium (~10M), large (~100M)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="random seed, an integer >= 0 (default 0)")
     g.add_argument("--out", required=True, metavar="DIR", help="output directory (must be empty unless --force)")
-    g.add_argument("--force", action="store_true", help="write into a non-empty output directory, replacing its tables")
+    g.add_argument("--force", action="store_true", help="replace what a non-empty output directory holds (the old dataset stays whole until the new one is)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_json_flag(g)
     g.set_defaults(func=_generate)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fluidrec.data.io import TableWriter, write_manifest, write_table
+from fluidrec.data.io import DatasetWriter, TableWriter, write_manifest, write_table
 from fluidrec.data.schema import TEXT_FIELDS
 from fluidrec.data.world import content
 from fluidrec.data.world.config import WorldConfig
@@ -266,7 +266,9 @@ def generate_world(cfg: WorldConfig, out_dir: str | os.PathLike, *, progress: bo
 
     Args:
         cfg: the world config (``WorldConfig.for_scale(scale, seed)``).
-        out_dir: output directory (created; existing tables are overwritten).
+        out_dir: output directory (created). The dataset is built beside it and swapped in
+            whole at the end (``DatasetWriter``): an existing dataset there is replaced, and
+            stays intact until the new one is complete.
         progress: show tqdm bars (slices, days).
 
     Returns:
@@ -281,8 +283,13 @@ def generate_world(cfg: WorldConfig, out_dir: str | os.PathLike, *, progress: bo
 def generate_world_summary(cfg: WorldConfig, out_dir: str | os.PathLike, *, progress: bool = True) -> WorldSummary:
     """Like ``generate_world`` but returns a ``WorldSummary`` (rows per table, CTR, seconds)."""
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with DatasetWriter(out_dir) as tmp:
+        summary = _generate(cfg, tmp, progress, t_start)
+    return dataclasses.replace(summary, out_dir=Path(out_dir))
+
+
+def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> WorldSummary:
+    """Write every table, the truth and (last) the manifest into ``out``."""
     rng = _streams(cfg.seed)
     tax = build_taxonomy(cfg, rng["taxonomy"])
     authors = make_authors(cfg, tax, rng["authors"])
