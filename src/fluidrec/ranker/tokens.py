@@ -256,7 +256,7 @@ class HistoryPool(nn.Module):
     ) -> torch.Tensor:
         """(B, 2L + 1): slice-prefix shares, room-prefix shares (zeros when absent), log1p(history length)."""
         b = hist_mask.shape[0]
-        zeros = torch.zeros(b, self.levels, dtype=torch.float32)
+        zeros = torch.zeros(b, self.levels, dtype=torch.float32, device=hist_mask.device)
         s = zeros if slice_codes is None else prefix_match_shares(hist_codes, hist_mask, slice_codes)
         r = zeros if room_codes is None else prefix_match_shares(hist_codes, hist_mask, room_codes)
         n = torch.log1p(hist_mask.sum(1, keepdim=True).to(torch.float32))  # (B, 1)
