@@ -33,6 +33,23 @@ from fluidrec.errors import ConfigError, check
 # ``bio`` comes from ``authors.bio`` through ``slices.author_id`` when both exist.
 DEFAULT_FIELDS = ("title", "ocr", "transcript", "bio", "comments", "tags")
 KNOWN_FIELDS = frozenset(TEXT_FIELDS) | {"bio"}
+
+
+def _check_fields(fields: tuple[str, ...], where: str) -> None:
+    """Text fields of an encoder config: non-empty, known, no duplicates (``where`` prefixes the message)."""
+    check(len(fields) > 0, f"{where}.fields must name at least one text field")
+    unknown = [f for f in fields if f not in KNOWN_FIELDS]
+    check(not unknown, f"{where}.fields has unknown fields {unknown}; known: {sorted(KNOWN_FIELDS)}")
+    check(len(set(fields)) == len(fields), f"{where}.fields has duplicates: {fields}")
+
+
+def _check_eval_sizes(eval_fraction: float, eval_gallery: int, probe_items: int, where: str) -> None:
+    """The held-out split and evaluation sizes shared by the neural and the lsa configs."""
+    check(0.0 < eval_fraction < 1.0, f"{where}.eval_fraction must be in (0, 1), got {eval_fraction}")
+    check(eval_gallery >= 10, f"{where}.eval_gallery must be >= 10, got {eval_gallery}")
+    check(probe_items >= 10, f"{where}.probe_items must be >= 10, got {probe_items}")
+
+
 BACKBONE_ALIASES = ("minilm", "scratch")
 FUSIONS = ("single", "dual")
 POOLINGS = ("eos", "mean")
@@ -90,10 +107,7 @@ class ModelConfig:
         check(self.out_dim > 0, f"model.out_dim must be > 0, got {self.out_dim}")
         check(8 <= self.text_tokens <= 512, f"model.text_tokens must be in [8, 512], got {self.text_tokens}")
         check(2 <= self.query_tokens <= 512, f"model.query_tokens must be in [2, 512], got {self.query_tokens}")
-        check(len(self.fields) > 0, "model.fields must name at least one text field")
-        unknown = [f for f in self.fields if f not in KNOWN_FIELDS]
-        check(not unknown, f"model.fields has unknown fields {unknown}; known: {sorted(KNOWN_FIELDS)}")
-        check(len(set(self.fields)) == len(self.fields), f"model.fields has duplicates: {self.fields}")
+        _check_fields(self.fields, "model")
         check(self.visual_tokens >= 0, f"model.visual_tokens must be >= 0, got {self.visual_tokens}")
         check(self.lm_layers >= 0, f"model.lm_layers must be >= 0 (0 = all), got {self.lm_layers}")
         check(self.vit_patch > 0 and self.vit_dim > 0 and self.vit_layers > 0, "model.vit_* must be > 0")
@@ -161,9 +175,7 @@ class TrainConfig:
         check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
         check(-1.0 <= self.fn_threshold, f"train.fn_threshold must be >= -1, got {self.fn_threshold}")
         check(0.0 <= self.video_ratio <= 1.0, f"train.video_ratio must be in [0, 1], got {self.video_ratio}")
-        check(0.0 < self.eval_fraction < 1.0, f"train.eval_fraction must be in (0, 1), got {self.eval_fraction}")
-        check(self.eval_gallery >= 10, f"train.eval_gallery must be >= 10, got {self.eval_gallery}")
-        check(self.probe_items >= 10, f"train.probe_items must be >= 10, got {self.probe_items}")
+        _check_eval_sizes(self.eval_fraction, self.eval_gallery, self.probe_items, "train")
         check(self.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         check(self.num_threads >= 1, f"train.num_threads must be >= 1, got {self.num_threads}")
 
@@ -265,18 +277,13 @@ class LsaConfig:
     def __post_init__(self) -> None:
         self.fields = tuple(self.fields)
         check(self.out_dim > 0, f"lsa.out_dim must be > 0, got {self.out_dim}")
-        check(len(self.fields) > 0, "lsa.fields must name at least one text field")
-        unknown = [f for f in self.fields if f not in KNOWN_FIELDS]
-        check(not unknown, f"lsa.fields has unknown fields {unknown}; known: {sorted(KNOWN_FIELDS)}")
-        check(len(set(self.fields)) == len(self.fields), f"lsa.fields has duplicates: {self.fields}")
+        _check_fields(self.fields, "lsa")
         check(self.min_df >= 1, f"lsa.min_df must be >= 1, got {self.min_df}")
         check(0.0 < self.max_df <= 1.0, f"lsa.max_df must be in (0, 1], got {self.max_df}")
         check(self.max_features >= 0, f"lsa.max_features must be >= 0 (0 = all), got {self.max_features}")
         check(self.ngram_max >= 1, f"lsa.ngram_max must be >= 1, got {self.ngram_max}")
         check(self.svd_iter >= 0, f"lsa.svd_iter must be >= 0, got {self.svd_iter}")
-        check(0.0 < self.eval_fraction < 1.0, f"lsa.eval_fraction must be in (0, 1), got {self.eval_fraction}")
-        check(self.eval_gallery >= 10, f"lsa.eval_gallery must be >= 10, got {self.eval_gallery}")
-        check(self.probe_items >= 10, f"lsa.probe_items must be >= 10, got {self.probe_items}")
+        _check_eval_sizes(self.eval_fraction, self.eval_gallery, self.probe_items, "lsa")
         check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:

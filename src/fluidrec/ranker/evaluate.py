@@ -27,7 +27,7 @@ from fluidrec.data.schema import LABELS_BINARY, USER_PROFILE_COLUMNS
 from fluidrec.errors import DataError, UsageError
 from fluidrec.metrics import auc, bucket_masks, gauc, logloss
 from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_bucket, hash_ids
-from fluidrec.ranker.features import Features, FeatureConfig, load_or_build_features
+from fluidrec.ranker.features import Features, features_for_run
 from fluidrec.ranker.inference import Scorer
 from fluidrec.ranker.model import Ranker, load_checkpoint
 from fluidrec.ranker.train import CHECKPOINT, CONFIG
@@ -104,11 +104,7 @@ def evaluate_model(
         raise UsageError(f"{d} is not a trained ranker directory (no {CHECKPOINT})")
     model = load_checkpoint(d / CHECKPOINT)
     if features is None:
-        conf = read_json(d / CONFIG)
-        fcfg = FeatureConfig(**conf["train"]["features"])
-        features = load_or_build_features(
-            dataset_dir, codes_path or conf["codes_path"], room_codes_path or conf["room_codes_path"], fcfg, cache_dir
-        )
+        features = features_for_run(read_json(d / CONFIG), "train", dataset_dir, codes_path, room_codes_path, cache_dir)
     if features.levels != model.spec.tokenizer.levels:
         raise DataError(
             f"codes have {features.levels} levels but the model was trained on {model.spec.tokenizer.levels}",

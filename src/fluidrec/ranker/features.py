@@ -393,3 +393,19 @@ def load_or_build_features(
     feats = build_features(dataset_dir, codes_path, room_codes_path, cfg)
     feats.save(path)
     return feats
+
+
+def features_for_run(
+    run_config: dict,
+    section: str,
+    dataset_dir: str | os.PathLike,
+    codes_path: str | os.PathLike | None = None,
+    room_codes_path: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Features:
+    """The features a trained run evaluates on: its saved ``FeatureConfig`` (``run_config[section]["features"]``)
+    over ``dataset_dir``, with the code files it was trained on unless others are given."""
+    fcfg = FeatureConfig(**run_config[section]["features"])
+    return load_or_build_features(
+        dataset_dir, codes_path or run_config["codes_path"], room_codes_path or run_config["room_codes_path"], fcfg, cache_dir
+    )

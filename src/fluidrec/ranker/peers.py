@@ -36,7 +36,7 @@ import numpy as np
 
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.errors import UsageError, check
-from fluidrec.ranker.features import FeatureConfig, Features, load_or_build_features
+from fluidrec.ranker.features import FeatureConfig, Features, features_for_run, load_or_build_features
 from fluidrec.ranker.names import PEER_ARMS
 from fluidrec.ranker.peer_features import peer_features
 from fluidrec.ranker.peer_models import MANIFEST, LinearHeads, PeerModel, TreeHeads, is_peer_dir, lightgbm_module, load_peer, save_peer
@@ -237,11 +237,7 @@ def evaluate_peer(
         raise UsageError(f"{d} is not a trained peer directory (no {MANIFEST})")
     model = load_peer(d)
     if features is None:
-        conf = read_json(d / CONFIG)
-        fcfg = FeatureConfig(**conf["peer"]["features"])
-        features = load_or_build_features(
-            dataset_dir, codes_path or conf["codes_path"], room_codes_path or conf["room_codes_path"], fcfg, cache_dir
-        )
+        features = features_for_run(read_json(d / CONFIG), "peer", dataset_dir, codes_path, room_codes_path, cache_dir)
     rows = slice(features.n_train, len(features))
     x = model.features(features)  # every row: a test impression's statistics read the training rows too
     report = metrics_report(features, rows, model.predict(x[rows]), model.tasks)
