@@ -23,6 +23,8 @@ STAGE_CLIS = (
     "fluidrec.encoder.cli",
     "fluidrec.ranker.cli",
     "fluidrec.experiments.cli",
+    "fluidrec.simulate.cli",
+    "fluidrec.foresight.cli",
 )
 
 

@@ -120,3 +120,19 @@ def test_read_lines_strips_crlf_and_keeps_stray_cr_inside_a_record(tmp_path):
         for row in read_lines(p, progress=False):
             rows.append(row)
     assert rows == [(1, "1\ta b"), (2, "2\tc\rd")]
+
+
+def test_huge_user_ids_do_not_collide_in_negative_sampling():
+    """User 2^62 times 4 items wraps int64 to 0: raw-id keys made its pairs collide with user 0's."""
+    ids = np.array([10, 11, 12, 13], np.int64)
+    start, end = np.zeros(4, np.int64), np.full(4, 100, np.int64)
+    users = np.array([0, 2**62], np.int64)
+    items = np.array([11, 10], np.int64)  # user 0 clicked 11, user 2^62 clicked 10
+    neg = sample_negatives(np.array([5, 5]), users, ids, start, end, users, items, 3, np.random.default_rng(0))
+    assert sorted(neg[0].tolist()) == [10, 12, 13]  # 10 is another user's positive, not user 0's
+    assert sorted(neg[1].tolist()) == [11, 12, 13]
+
+
+def test_import_options_bound_negatives():
+    with pytest.raises(ConfigError, match="negatives"):
+        ImportOptions(negatives=10**6)

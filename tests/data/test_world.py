@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -253,3 +254,88 @@ def test_watch_seconds_respects_room_end_and_expectation(tiny_world):
     assert abs(secs.mean() - expected_given_click.mean()) / expected_given_click.mean() < 0.05
     labels = w.sample_labels(uid, rid, t, None, np.random.default_rng(1))
     assert set(labels) == {"click", "long_view", "like", "follow", "gift", "watch_s"}
+
+
+# ---------------------------------------------------------------- segments (foresight) leave the default world alone
+# sha256 over every column's Arrow buffers of the default tiny world (seed 0), computed from
+# the generator before segments and highlight moments existed: the FLUID main job's world
+# (and so every number it reported) must stay exactly this.
+_TINY_TABLE_SHA256 = {
+    "impressions": "9c40bc20055e2fdd8dadd40dd76632ddc5d634dc5319bcd903fda9e8e6a33481",
+    "slices": "e5a0fe5c40b48cb40f099b74483f6566365fd5eae45ebd17b33a0d33b040c32a",
+    "rooms": "334e13408eb8edf70f70d0ce276a9c5f0b708d8147475b7c217c922d8aab0664",
+    "authors": "45a3f8e56f539aa0e6d1592eb4075746c5435df88e31e5e81ab5ee99f81d4aa9",
+    "users": "67b273dec86e6f1fc410edf5f5a93a59a3e8f2190eb0a6eefbd375269f0adb84",
+    "queries": "f622a84dfc1cdb0ac7a3d7d33cb9c00c1c40396def64c1270e0886142f27a41a",
+}
+_TINY_TRUTH_SHA256 = "e72420cf52607177bae9b4d48f7a43676994d5a1adf364fab302159e70f07fb4"
+
+
+def _table_sha256(path: Path, name: str) -> str:
+    import hashlib
+
+    t = pq.read_table(path / f"{name}.parquet")
+    h = hashlib.sha256()
+    for c in t.column_names:
+        h.update(c.encode())
+        for buf in t.column(c).combine_chunks().buffers():
+            if buf is not None:
+                h.update(buf.to_pybytes())
+    return h.hexdigest()
+
+
+def test_default_tiny_world_is_unchanged_by_segments(tiny_world):
+    import hashlib
+
+    for name, digest in _TINY_TABLE_SHA256.items():
+        assert _table_sha256(tiny_world, name) == digest, name
+    assert hashlib.sha256((tiny_world / "world" / "truth.npz").read_bytes()).hexdigest() == _TINY_TRUTH_SHA256
+    assert not (tiny_world / "segments.parquet").exists()
+    cfg = WorldConfig.for_scale("tiny", seed=0)
+    assert "segments" not in cfg.to_dict() and WorldConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def _segment_world(seed: int, **effects) -> WorldConfig:
+    return dataclasses.replace(_micro(seed), segments=True, **effects)
+
+
+def test_segments_follow_slices_and_leave_other_tables_alone(tmp_path):
+    base = generate_world(_micro(3), tmp_path / "base", progress=False)
+    cfg = _segment_world(3, highlight_gift_weight=2.0, highlight_follow_weight=1.0)
+    seg = generate_world(cfg, tmp_path / "seg", progress=False)
+    for name in ("authors", "users", "rooms", "slices", "queries"):
+        assert _table_sha256(base, name) == _table_sha256(seg, name), name
+    b = _cols(base, "impressions", ["ts", "user_id", "room_id", "click"])
+    s = _cols(seg, "impressions", ["ts", "user_id", "room_id", "click"])
+    for k in b:  # exposure and clicks do not see segments; only after-click labels do
+        np.testing.assert_array_equal(b[k], s[k])
+    g = _cols(seg, "segments", ["segment_id", "room_id", "slice_id", "start_ts", "end_ts", "topic_l4", "moment"])
+    sl = _cols(seg, "slices", ["slice_id", "start_ts", "end_ts", "topic_l4"])
+    assert (np.diff(g["segment_id"]) == 1).all() and set(np.unique(g["moment"])) <= {0, 1, 2}
+    assert ((g["end_ts"] - g["start_ts"]) <= 30_000).all() and (g["end_ts"] > g["start_ts"]).all()
+    idx = np.searchsorted(sl["slice_id"], g["slice_id"])
+    assert (sl["start_ts"][idx] <= g["start_ts"]).all() and (g["end_ts"] <= sl["end_ts"][idx]).all()
+    assert (g["topic_l4"] == sl["topic_l4"][idx]).mean() > 0.7  # the slice's topic, with drift
+    assert 0.05 < (g["moment"] > 0).mean() < 0.6
+    assert World.load(seg).segment_moment is not None and World.load(base).segment_moment is None
+
+
+def test_highlight_moments_raise_their_engagement(tmp_path):
+    cfg = _segment_world(4, highlight_gift_weight=3.0, highlight_follow_weight=3.0)
+    world_dir = generate_world(cfg, tmp_path / "w", progress=False)
+    world = World.load(world_dir)
+    imp = _cols(world_dir, "impressions", ["ts", "user_id", "room_id"])
+    base = dataclasses.replace(cfg, highlight_gift_weight=0.0, highlight_follow_weight=0.0)
+    plain = World(base, world.arrays())
+    up = world.upcoming_moments(imp["room_id"], imp["ts"])
+    p, q = world.label_probs(imp["user_id"], imp["room_id"], imp["ts"]), plain.label_probs(imp["user_id"], imp["room_id"], imp["ts"])
+    perf, inter = up["performance"] > 0, up["interaction"] > 0
+    assert (p["gift"][perf] > q["gift"][perf]).all() and np.allclose(p["gift"][~perf], q["gift"][~perf])
+    assert (p["follow"][inter] > q["follow"][inter]).all() and np.allclose(p["click"], q["click"])
+
+
+def test_segment_config_validation():
+    with pytest.raises(ConfigError, match="segment_s"):
+        WorldConfig(segments=True, segment_s=7)
+    with pytest.raises(ConfigError, match="needs segments=True"):
+        WorldConfig(highlight_gift_weight=1.0)

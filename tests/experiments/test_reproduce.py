@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from fluidrec.cli import main
@@ -73,6 +74,64 @@ def test_every_table_present_and_finite(tiny_run):
         assert text in report, text
     for fig in ("headline.png", "fig_id_norm_vs_age.png", "fig_gate_by_id_norm.png", "code_utilisation.png", "case_review.png"):
         assert (out / "figures" / fig).stat().st_size > 1000, fig
+
+
+def test_streaming_protocol_and_closed_loop_tables(tiny_run):
+    out, _ = tiny_run
+    r = json.loads((out / "results.json").read_text())
+    t3s = r["table3_streaming"]
+    assert set(t3s) == set(r["table3"])
+    for row in NEURAL_ROWS:
+        assert t3s[row]["protocol"] == "streaming" and [s["ranker_seed"] for s in t3s[row]["seeds"]] == [0, 1]
+        assert t3s[row]["auc"] != r["table3"][row]["auc"]  # the arms kept learning on the test day
+    assert t3s["gbdt"]["protocol"] == "frozen" and t3s["gbdt"]["auc"] == r["table3"]["gbdt"]["auc"]
+    for table in ("table4_closed", "table4_mirror"):
+        t4 = r[table]
+        assert set(t4) == {"slice", "no_id", "fluid", "oracle", "random"}, table
+        for arm in t4.values():
+            assert arm["half_width_qwd"] == arm["quality_watch_duration"]["half_width"] > 0
+            assert {"delta", "ci_low", "ci_high", "significant", "mde"} <= set(arm["stay_duration"])
+    mirror = r["table4_mirror"]
+    assert mirror["oracle"]["expected_quality_watch_duration"]["delta"] > mirror["random"]["expected_quality_watch_duration"]["delta"]
+    assert r["table4_closed"]["fluid"]["quality_watch_duration"]["adjusted"]  # CUPED under the user split
+    meta = r["online_ab_closed"]["user"]
+    assert sum(meta["users_per_arm"].values()) == meta["n_users"] and len(meta["users_per_arm"]) == 6
+    assert r["online_ab_closed"]["mirror"]["users_per_arm"]["fluid"] == r["online_ab_closed"]["mirror"]["n_users"]
+    for fig in ("auc_by_age_protocols.png", "closed_loop_qwd_user.png", "closed_loop_qwd_mirror.png"):
+        assert (out / "figures" / fig).stat().st_size > 1000, fig
+    report = (out / "report.md").read_text()
+    for text in ("streaming protocol (test-then-train)", "Table 4, closed loop (user split)", "Table 4, closed loop (mirror)", "MDE"):
+        assert text in report, text
+
+
+def test_room_code_lookup_per_slice_matches_the_causal_vote(tiny_run):
+    from fluidrec.codes import room_codes
+    from fluidrec.experiments.online import SliceCodeIndex
+
+    out, _ = tiny_run
+    paths = RunPaths(out)
+    idx = SliceCodeIndex(paths.slice_codes, paths.world)
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, len(idx.live_ids), 500)
+    ts = idx.live_start[pick] + rng.integers(0, 120_000, 500)  # any time while the slice is on air
+    expect = room_codes(idx.live_room[pick], ts, idx.live_room, idx.live_start, idx.live_codes)
+    np.testing.assert_array_equal(idx.room_code(idx.live_ids[pick]), expect)
+
+
+def test_simulate_ab_and_streaming_eval_from_the_cli(tiny_run, capsys):
+    out, _ = tiny_run
+    assert main(["simulate", "ab", "--run", str(out), "--mode", "closed", "--assignment", "user", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert json.loads((out / "ab_closed_user.json").read_text())["arms"] == res["arms"]
+    # the whole loop again (online training included): the main job's numbers, exactly
+    main_job = json.loads((out / "results.json").read_text())["table4_closed"]
+    assert {arm: {m: d for m, d in v.items() if m != "half_width_qwd"} for arm, v in main_job.items()} == res["arms"]
+    assert main(["simulate", "ab", "--run", str(out / "world")]) == 2
+    assert "not a finished main-job run" in capsys.readouterr().err
+    assert main(["ranker", "eval", "--model", str(out / "rankers" / "fluid"), "--dataset", str(out / "world"), "--protocol", "streaming", "--json"]) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert streamed["protocol"] == "streaming"
+    assert streamed["click"]["auc"] == pytest.approx(json.loads((out / "rankers" / "fluid" / "eval_streaming.json").read_text())["click"]["auc"])
 
 
 def test_resume_skips_finished_stages_and_keeps_results(tiny_run, capsys):

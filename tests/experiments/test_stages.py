@@ -110,6 +110,7 @@ def fake_job(monkeypatch):
         return value
 
     ab_rows = {row: {"ctr": {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}} for row in ("slice", "no_id", "fluid")}
+    closed_rows = {row: {"quality_watch_duration": {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "half_width": 0.0}} for row in ("fluid", "oracle")}
     fakes = {
         "stage_world": lambda cfg, paths: rec("world", {"seed": cfg.seed}),
         "stage_encoder": lambda cfg, paths: rec("encoder", {}),
@@ -122,6 +123,8 @@ def fake_job(monkeypatch):
         "stage_peer": lambda cfg, paths, arm, features: rec(f"peer_{arm}", _report()),
         "stage_ab": lambda cfg, paths, features: rec("online_ab", {"arms": ab_rows, "n_requests": cfg.ab_requests, "n_candidates": 1,
                                                                    "n_users": 1, "totals": {}, "config": {}}),
+        "stage_stream": lambda cfg, paths, name, seed, features: rec(f"stream_{name}", _report()),
+        "stage_ab_closed": lambda cfg, paths, features, assignment: rec(f"online_ab_closed_{assignment}", {"arms": closed_rows, "n_requests": 1}),
         "stage_encoder_lsa": lambda cfg, paths: rec("encoder_lsa", {}),
         "stage_ablation": lambda cfg, paths: rec("encoder_ablation", {}),
         "_features": lambda cfg, paths: None,
@@ -138,11 +141,15 @@ def test_changed_setting_recomputes_only_what_depends_on_it(fake_job, tmp_path):
     rep.reproduce(cfg, out)
     first = list(fake_job)
     assert "world" in first and "online_ab" in first and "ranker_fluid@1" in first
+    assert {"stream_fluid", "stream_fluid@1", "online_ab_closed_user", "online_ab_closed_mirror"} <= set(first)
     fake_job.clear()
     rep.reproduce(cfg, out, resume=True)
     assert fake_job == []  # nothing changed: everything cached
     rep.reproduce(dataclasses.replace(cfg, ab_requests=cfg.ab_requests + 1), out, resume=True)
     assert fake_job == ["online_ab"]  # the A/B alone (its record was for another --ab-requests)
+    fake_job.clear()
+    rep.reproduce(dataclasses.replace(cfg, ab_requests=cfg.ab_requests + 1, closed_window_minutes=5.0), out, resume=True)
+    assert fake_job == ["online_ab_closed_user", "online_ab_closed_mirror"]  # the closed loops alone
     fake_job.clear()
     rep.reproduce(dataclasses.replace(cfg, ab_requests=cfg.ab_requests + 1, codebook_size=16), out, resume=True)
     assert "world" not in fake_job and "encoder" not in fake_job and "encoder_lsa" not in fake_job

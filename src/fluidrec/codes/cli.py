@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fluidrec.utils.cli import add_json_flag, emit, non_negative_int, positive_int, prepare_out_dir, render_kv
+from fluidrec.utils.cli import add_json_flag, emit, output_dir, positive_int, render_kv, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-points-per-centroid", type=positive_int, default=256, help="training sample cap per level = N x this")
     p.add_argument("--plain-kmeans", action="store_true", help="plain faiss k-means instead of progressive-dimension clustering")
     p.add_argument("--normalize-residuals", action="store_true", help="L2-normalise each level's residual (cosine codes)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_json_flag(p)
@@ -91,12 +91,12 @@ def _fit(args: argparse.Namespace) -> int:
         normalize_residuals=args.normalize_residuals,
         seed=args.seed,
     )  # validates the settings before any file is touched
-    out = prepare_out_dir(args.out, args.force)
-    _, x = read_embeddings(args.embeddings)
-    model.fit(x, progress=not args.quiet, source=str(args.embeddings))
-    model.save(out)
-    quality = code_quality(model, x, source=str(args.embeddings))
-    write_json(out / "run_config.json", {"command": "codes fit", "embeddings": str(args.embeddings), "config": dataclasses.asdict(model.config)})
+    with output_dir(args.out, args.force) as out:  # removed again if the input turns out bad
+        _, x = read_embeddings(args.embeddings)
+        model.fit(x, progress=not args.quiet, source=str(args.embeddings))
+        model.save(out)
+        quality = code_quality(model, x, source=str(args.embeddings))
+        write_json(out / "run_config.json", {"command": "codes fit", "embeddings": str(args.embeddings), "config": dataclasses.asdict(model.config)})
     summary: dict[str, Any] = {
         "model": str(out),
         "n": int(x.shape[0]),
@@ -123,7 +123,7 @@ def _assign(args: argparse.Namespace) -> int:
     codes = model.encode(x, progress=not args.quiet, source=str(args.embeddings))
     seconds = time.perf_counter() - t0
     out = Path(args.out)
-    write_codes(out, ids, codes)
+    write_codes(out, ids, codes, codebook_size=model.codebook_size)
     write_json(_config_beside(out), {"command": "codes assign", "model": str(args.model), "embeddings": str(args.embeddings), "config": dataclasses.asdict(model.config)})
     collision, unique = collision_stats(codes)
     summary = {
@@ -140,14 +140,15 @@ def _assign(args: argparse.Namespace) -> int:
 
 
 def _rooms(args: argparse.Namespace) -> int:
-    from fluidrec.codes.io import read_codes, write_room_codes
+    from fluidrec.codes.io import codebook_size_of, read_codes, write_room_codes
     from fluidrec.codes.rooms import room_codes_for_dataset
     from fluidrec.utils.io import write_json
 
-    ids, codes = read_codes(args.codes)
-    result = room_codes_for_dataset(args.dataset, ids, codes, include_on_air=not args.exclude_on_air)
+    ids, codes = read_codes(args.codes)  # refuses codes outside the codebook the file declares
+    k = codebook_size_of(args.codes)
+    result = room_codes_for_dataset(args.dataset, ids, codes, include_on_air=not args.exclude_on_air, codebook_size=k)
     out = Path(args.out)
-    write_room_codes(out, result.room_ids, result.codes)
+    write_room_codes(out, result.room_ids, result.codes, codebook_size=k)
     write_json(
         _config_beside(out),
         {"command": "codes rooms", "dataset": str(args.dataset), "codes": str(args.codes), "include_on_air": not args.exclude_on_air},
@@ -166,6 +167,10 @@ def _stats(args: argparse.Namespace) -> int:
 
     model = RQKMeans.load(args.model)
     ids, x = read_embeddings(args.embeddings)
+    if args.dataset is not None:  # the slices file passes the Parquet boundary first (topic_paths opens it raw)
+        from fluidrec.data.io import Dataset, open_parquet
+
+        open_parquet(Dataset(args.dataset).path("slices"))
     truth = topic_paths(args.dataset, ids) if args.dataset is not None else None  # fail before encoding
     result = code_quality(model, x, source=str(args.embeddings)).as_flat_dict()
     codes = model.encode(x, source=str(args.embeddings)) if args.table_cap is not None or truth is not None else None

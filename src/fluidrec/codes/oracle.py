@@ -176,9 +176,9 @@ def write_oracle_codes(dataset_dir: str | os.PathLike, out_dir: str | os.PathLik
     config = {"command": "codes oracle", "dataset": str(dataset_dir), "num_codes": oc.num_codes, "representation": representation}
     out.mkdir(parents=True, exist_ok=True)
     slice_path, room_path = out / SLICE_CODES_FILE, out / ROOM_CODES_FILE
-    write_codes(slice_path, oc.slice_ids, oc.codes)
+    write_codes(slice_path, oc.slice_ids, oc.codes, codebook_size=oc.num_codes)
     write_json(out / "slice_codes.config.json", config)
-    write_room_codes(room_path, rc.room_ids, rc.codes)
+    write_room_codes(room_path, rc.room_ids, rc.codes, codebook_size=oc.num_codes)
     write_json(out / "room_codes.config.json", {**config, "include_on_air": True})
     return {
         "slice_codes": str(slice_path),

@@ -170,11 +170,11 @@ def topic_paths(dataset_dir: str | os.PathLike, slice_ids: np.ndarray) -> np.nda
     from fluidrec.data.io import Dataset
     from fluidrec.data.schema import TOPIC_COLUMNS
 
-    import pyarrow.parquet as pq
+    from fluidrec.data.io import open_parquet
 
     ds = Dataset(dataset_dir)
     path = str(ds.path("slices"))
-    names = pq.ParquetFile(path).schema_arrow.names  # the schema only: frames are not read
+    names = open_parquet(path).schema_arrow.names  # the schema only: frames are not read
     for col in TOPIC_COLUMNS:
         if col not in names:
             raise DataError("missing ground-truth topic column (purity/NMI need a topic path, e.g. a synthetic world)", table=path, column=col)

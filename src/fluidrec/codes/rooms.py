@@ -209,8 +209,24 @@ class RoomCodes:
     stats: dict[str, Any]
 
 
+def _checked_codes(codes: Any, n: int, codebook_size: int | None) -> np.ndarray:
+    """(n, L) integer slice codes in [0, K): a negative code would read as UNKNOWN_CODE, a large one
+    would make every later table (n-gram ids, ranker embeddings) grow to fit it."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or len(codes) != n:
+        raise DataError(f"expected slice ids (n,) and codes (n, L), got ({n},) and {codes.shape}", table="codes")
+    if codes.size and not np.issubdtype(codes.dtype, np.integer):
+        raise DataError(f"expected integer codes, got dtype {codes.dtype}", table="codes")
+    high = codebook_size if codebook_size is not None else np.iinfo(np.int32).max
+    bad = (codes < 0) | (codes >= high)
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad))
+        raise DataError(f"slice code outside the codebook [0, {high})", table="codes", column=f"c{col + 1}", row=row, value=int(codes[row, col]))
+    return codes
+
+
 def room_codes_for_dataset(
-    dataset: Any, slice_ids: np.ndarray, slice_codes: np.ndarray, *, include_on_air: bool = True
+    dataset: Any, slice_ids: np.ndarray, slice_codes: np.ndarray, *, include_on_air: bool = True, codebook_size: int | None = None
 ) -> RoomCodes:
     """Room code of every impression of a canonical dataset from its slice codes.
 
@@ -220,6 +236,7 @@ def room_codes_for_dataset(
             slices or of slices not in the dataset are ignored.
         slice_codes: (n, L) codes.
         include_on_air: see the module docstring (default: start_ts <= t).
+        codebook_size: K; when given, codes must lie in [0, K) (always >= 0).
 
     Example:
         >>> ids, codes = read_codes("slice_codes.parquet")
@@ -231,9 +248,7 @@ def room_codes_for_dataset(
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     slice_ids = np.asarray(slice_ids, dtype=np.int64)
-    slice_codes = np.asarray(slice_codes)
-    if slice_codes.ndim != 2 or len(slice_codes) != len(slice_ids):
-        raise DataError(f"expected slice ids (n,) and codes (n, L), got {slice_ids.shape} and {slice_codes.shape}", table="codes")
+    slice_codes = _checked_codes(slice_codes, len(slice_ids), codebook_size)
     sl = ds.table("slices", ["slice_id", "room_id", "start_ts"])
     s_id = sl.column("slice_id").to_numpy().astype(np.int64)
     s_room = sl.column("room_id").to_numpy().astype(np.int64)

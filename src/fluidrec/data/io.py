@@ -33,10 +33,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fluidrec.data.schema import SCHEMA_VERSION, TABLES, TableSpec
-from fluidrec.errors import DataError, UsageError
-from fluidrec.utils.io import read_json, sha256_file, write_json
+from fluidrec.errors import DataError, UsageError, first_line
+from fluidrec.utils.io import clean_stale_temps, pid_alive, read_json, sha256_file, temp_path, write_json
 
 MANIFEST = "manifest.json"
+
+
+#: Every Parquet file fluidrec writes carries a CRC32 per data page, and every read verifies
+#: it: a flipped byte inside a page then fails to read instead of loading altered values
+#: (Parquet has no checksum otherwise; files without page CRCs are read unverified).
+PARQUET_WRITE = {"write_page_checksum": True}
+
+#: What pyarrow raises on a damaged file: bad footer, corrupt or truncated data pages,
+#: failed decompression, a value that does not decode (OSError covers ArrowIOError).
+PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError)
 
 
 def open_parquet(path: str | os.PathLike, *, missing: str = "table file not found") -> pq.ParquetFile:
@@ -49,9 +59,55 @@ def open_parquet(path: str | os.PathLike, *, missing: str = "table file not foun
     if not p.is_file():
         raise DataError(missing, table=str(p))
     try:
-        return pq.ParquetFile(p)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"unreadable Parquet: {exc}", table=str(p)) from None
+        return pq.ParquetFile(p, page_checksum_verification=True)
+    except PARQUET_ERRORS as exc:
+        raise DataError(f"unreadable Parquet: {first_line(exc)}", table=str(p)) from None
+
+
+def _check_columns(pf: pq.ParquetFile, columns: list[str] | None, p: Path) -> None:
+    if columns is None:
+        return
+    for c in columns:
+        if c not in pf.schema_arrow.names:
+            raise DataError("required column is missing", table=str(p), column=c)
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None, *, missing: str = "table file not found") -> pa.Table:
+    """Read a whole Parquet file (or ``columns`` of it); every failure is a DataError naming the file.
+
+    The boundary for Parquet inputs: a missing column, a corrupt data page or a failed
+    decompression (found only when the pages are read, after ``open_parquet`` succeeded)
+    give one line naming the file instead of a pyarrow traceback.
+    """
+    p = Path(path)
+    pf = open_parquet(p, missing=missing)
+    _check_columns(pf, columns, p)
+    try:
+        return pf.read(columns=columns)
+    except PARQUET_ERRORS as exc:
+        raise DataError(f"corrupt Parquet data ({type(exc).__name__}: {first_line(exc)})", table=str(p)) from None
+
+
+def iter_parquet(path: str | os.PathLike, batch_size: int = 65536, columns: list[str] | None = None, *, missing: str = "table file not found") -> Iterator[pa.RecordBatch]:
+    """Stream a Parquet file in record batches; like ``read_parquet``, failures are DataErrors.
+
+    A corrupt page deep in a large file fails when its batch is decoded; the error then
+    names the file and the row at which the bad batch starts.
+    """
+    p = Path(path)
+    pf = open_parquet(p, missing=missing)
+    _check_columns(pf, columns, p)
+    batches = pf.iter_batches(batch_size=batch_size, columns=columns)
+    offset = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except PARQUET_ERRORS as exc:
+            raise DataError(f"corrupt Parquet data at or after row {offset} ({type(exc).__name__}: {first_line(exc)})", table=str(p)) from None
+        yield batch
+        offset += batch.num_rows
 
 
 def table_path(root: str | os.PathLike, name: str) -> Path:
@@ -87,9 +143,10 @@ def write_table(root: str | os.PathLike, name: str, columns: Mapping[str, Any] |
     table = to_arrow(TABLES[name], columns)
     path = table_path(root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    clean_stale_temps(path)  # what a killed writer of this table left
+    tmp = temp_path(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", **PARQUET_WRITE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -106,20 +163,21 @@ class TableWriter:
         self.spec = TABLES[name]
         self.path = table_path(root, name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        clean_stale_temps(self.path)  # what a killed writer of this table left
+        self._tmp = temp_path(self.path)
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
 
     def write(self, columns: Mapping[str, Any] | pa.Table) -> None:
         table = to_arrow(self.spec, columns)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", **PARQUET_WRITE)
         self._writer.write_table(table)
         self.rows += table.num_rows
 
     def close(self) -> Path:
         if self._writer is None:  # no rows: still write an empty, typed table
-            self._writer = pq.ParquetWriter(self._tmp, self.spec.arrow_schema(list(self.spec.required)))
+            self._writer = pq.ParquetWriter(self._tmp, self.spec.arrow_schema(list(self.spec.required)), **PARQUET_WRITE)
         self._writer.close()
         os.replace(self._tmp, self.path)
         return self.path
@@ -187,15 +245,7 @@ _TMP, _OLD = ".tmp-", ".old-"
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -325,9 +375,13 @@ class Dataset:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError("dataset directory not found", table=str(self.root))
-        self.manifest: dict = read_json(self.root / MANIFEST) if (self.root / MANIFEST).exists() else {}
-        if not self.manifest:
+        mpath = self.root / MANIFEST
+        if not mpath.exists():
             raise DataError("missing manifest.json (is this a fluidrec dataset?)", table=str(self.root))
+        manifest = read_json(mpath)
+        if not isinstance(manifest, dict) or not manifest:
+            raise DataError("manifest is not a non-empty JSON object (is this a fluidrec dataset?)", table=str(mpath), value=type(manifest).__name__)
+        self.manifest: dict = manifest
         self._cache: dict[str, pa.Table] = {}
 
     def has(self, name: str) -> bool:
@@ -342,7 +396,11 @@ class Dataset:
     def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         key = name if columns is None else f"{name}:{','.join(columns)}"
         if key not in self._cache:
-            self._cache[key] = open_parquet(self.path(name)).read(columns=columns)
+            path = self.path(name)
+            table = read_parquet(path, columns)
+            _check_kinds(name, table.schema, path)
+            _check_no_nulls(name, table, path)
+            self._cache[key] = table
         return self._cache[key]
 
     def numpy(self, name: str, column: str) -> np.ndarray:
@@ -350,12 +408,43 @@ class Dataset:
         return self.table(name, [column]).column(column).to_numpy()
 
     def num_rows(self, name: str) -> int:
-        return pq.ParquetFile(self.path(name)).metadata.num_rows
+        return open_parquet(self.path(name)).metadata.num_rows
 
     def iter_batches(self, name: str, batch_size: int = 65536, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Stream a table in row batches (in file order: time order for impressions)."""
-        yield from pq.ParquetFile(self.path(name)).iter_batches(batch_size=batch_size, columns=columns)
+        path = self.path(name)
+        _check_kinds(name, open_parquet(path).schema_arrow, path)
+        yield from iter_parquet(path, batch_size, columns)
 
     @property
     def frame_size(self) -> int | None:
-        return self.manifest.get("frame_size")
+        size = self.manifest.get("frame_size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+            raise DataError("frame_size must be a positive integer or null", table=str(self.root / MANIFEST), column="frame_size", value=size)
+        return size
+
+
+def _check_kinds(name: str, schema: pa.Schema, path: Path) -> None:
+    """Declared columns present in ``schema`` must have their declared kind (int, float, string, binary).
+
+    Readers call ``.to_numpy().astype(np.int64)`` on id and time columns; a string column
+    there would fail with a numpy traceback (or parse silently), so it fails here, naming
+    the file and column. Full checks (nulls, ranges, references) are ``validate_dataset``'s.
+    """
+    from fluidrec.data.validate import _check_schema_kinds
+
+    if name in TABLES:
+        _check_schema_kinds(TABLES[name], schema, path)
+
+
+def _check_no_nulls(name: str, table: pa.Table, path: Path) -> None:
+    """Non-nullable declared columns hold no null (``to_numpy`` would turn one into NaN, then INT64_MIN)."""
+    spec = TABLES.get(name)
+    if spec is None:
+        return
+    for field in table.schema:
+        declared = next((c for c in spec.columns if c.name == field.name), None)
+        col = table.column(field.name)
+        if declared is not None and not declared.nullable and col.null_count:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError("null value in a non-nullable column", table=str(path), column=field.name, row=row)

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fluidrec.data.io import MANIFEST, open_parquet, table_path
+from fluidrec.data.io import MANIFEST, iter_parquet, open_parquet, read_parquet, table_path
 from fluidrec.data.schema import NO_ROOM, SCHEMA_VERSION, TABLES, TableSpec
 from fluidrec.errors import DataError
 from fluidrec.utils.io import read_json, sha256_file
@@ -56,10 +56,15 @@ def _first(mask: np.ndarray) -> int:
 
 
 def _check_schema(spec: TableSpec, schema: pa.Schema, path: Path) -> None:
-    declared = {c.name for c in spec.columns}
     for name in spec.required:
         if name not in schema.names:
             raise DataError("required column is missing", table=str(path), column=name)
+    _check_schema_kinds(spec, schema, path)
+
+
+def _check_schema_kinds(spec: TableSpec, schema: pa.Schema, path: Path) -> None:
+    """Each declared column present in ``schema`` has the declared kind (extra columns pass)."""
+    declared = {c.name for c in spec.columns}
     for field in schema:
         if field.name not in declared:
             continue  # extra columns are allowed (sources may carry more)
@@ -215,7 +220,7 @@ def _check_intervals(table: pa.Table, path: Path) -> None:
 def _load_small(root: Path, name: str) -> pa.Table:
     spec = TABLES[name]
     path = table_path(root, name)
-    table = open_parquet(path).read()
+    table = read_parquet(path)
     _check_schema(spec, table.schema, path)
     _check_values(spec, table, path, 0)
     for column in TIME_COLUMNS.get(name, ()):
@@ -287,7 +292,7 @@ def _validate_impressions(root: Path, room_keys, slice_keys, slice_room, user_ke
     pf = open_parquet(path)
     _check_schema(spec, pf.schema_arrow, path)
     offset, last_ts = 0, None
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+    for batch in iter_parquet(path, BATCH_ROWS):
         _check_values(spec, batch, path, offset)
         ts = batch.column("ts").to_numpy()
         _check_times(ts, path, "ts", offset)

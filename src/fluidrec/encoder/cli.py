@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fluidrec.utils.cli import add_json_flag, emit, positive_int, render_kv
+from fluidrec.utils.cli import add_json_flag, emit, finite_float, positive_int, render_kv, seed_int
 
 
 PRESETS = ("default", "demo", "tiny", "lsa")
@@ -115,11 +115,11 @@ def register(subparsers) -> None:
     t.add_argument("--text-tokens", type=positive_int, help="token budget of an item's text")
     t.add_argument("--steps", type=positive_int)
     t.add_argument("--batch-size", type=positive_int)
-    t.add_argument("--align-fraction", type=float, help="share of steps in the alignment stage (0 = single stage)")
-    t.add_argument("--video-ratio", type=float, help="share of each batch from short videos (0 = live only)")
-    t.add_argument("--lr", type=float)
+    t.add_argument("--align-fraction", type=finite_float, help="share of steps in the alignment stage (0 = single stage)")
+    t.add_argument("--video-ratio", type=finite_float, help="share of each batch from short videos (0 = live only)")
+    t.add_argument("--lr", type=finite_float)
     t.add_argument("--threads", type=positive_int)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed_int, default=0)
     t.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
     add_json_flag(t)
     t.set_defaults(func=_train)
@@ -145,6 +145,6 @@ def register(subparsers) -> None:
     a.add_argument("--steps", type=positive_int, help="steps per run (default 100)")
     a.add_argument("--backbone", help="reference backbone (default minilm)")
     a.add_argument("--variants", nargs="*", help="subset of: scratch_text dual_tower single_stage live_only")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=seed_int, default=0)
     add_json_flag(a)
     a.set_defaults(func=_ablate)

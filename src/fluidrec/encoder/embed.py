@@ -91,6 +91,22 @@ def _meta(model_dir: Path, data: EncoderData, batch_size: int, chunk_size: int) 
             "batch_size": batch_size, "chunk_size": chunk_size}
 
 
+def _load_part(part: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """A finished chunk, or None when it is missing, unreadable or not a finite (n, D) float array.
+
+    Parts are a cache: a damaged one (a full disk, a hand edit) is recomputed, not a traceback.
+    """
+    if not part.is_file():
+        return None
+    try:
+        z = np.load(part, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if z.shape != shape or z.dtype.kind != "f" or not np.isfinite(z).all():
+        return None
+    return z
+
+
 def embed_dataset(
     model_dir: str | os.PathLike,
     dataset_dir: str | os.PathLike,
@@ -132,10 +148,10 @@ def embed_dataset(
     if parts.exists():
         try:
             same = json.loads((parts / "meta.json").read_text()) == meta
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # ValueError: JSON or UTF-8 decoding
             same = False
         if not same:  # stale parts from another model or dataset: start over
-            shutil.rmtree(parts)
+            shutil.rmtree(parts) if parts.is_dir() else parts.unlink()
     parts.mkdir(parents=True, exist_ok=True)
     write_json(parts / "meta.json", meta)
 
@@ -146,8 +162,9 @@ def embed_dataset(
     bar = tqdm(total=n, desc="embed", unit="item", disable=not progress)
     for c, idx in enumerate(chunks):
         part = parts / f"part-{c:05d}.npy"
-        if part.exists():
-            vectors[idx] = np.load(part)
+        done = _load_part(part, (len(idx), d))
+        if done is not None:
+            vectors[idx] = done
             resumed += 1
             bar.update(len(idx))
             continue

@@ -23,11 +23,12 @@ Example:
 from __future__ import annotations
 
 import abc
-
+import contextlib
 import dataclasses
 import json
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,7 @@ from torch import nn
 from fluidrec.encoder.config import EncoderConfig, LsaConfig, ModelConfig
 from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
 from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
-from fluidrec.errors import DataError, UsageError, first_line
+from fluidrec.errors import DataError, FluidrecError, UsageError, first_line
 from fluidrec.utils.io import load_torch_file, read_json, save_torch_file, write_json
 
 if TYPE_CHECKING:
@@ -409,7 +410,30 @@ def model_kind(model_dir: str | os.PathLike) -> str:
     Neural configs carry no ``kind`` (their saved form is unchanged, so resumes still match).
     """
     p = Path(model_dir) / CONFIG_FILE
-    return str(read_json(p).get("kind", "neural")) if p.exists() else "neural"
+    if not p.exists():
+        return "neural"
+    saved = read_json(p)
+    if not isinstance(saved, dict):
+        raise DataError("encoder config is not a JSON object", table=str(p), value=type(saved).__name__)
+    return str(saved.get("kind", "neural"))
+
+
+@contextlib.contextmanager
+def _loading(path: Path, what: str) -> Iterator[None]:
+    """Turn any failure while loading part of a model directory into one DataError naming ``path``.
+
+    Third-party loaders (transformers, safetensors, json) raise many exception types for a
+    missing, truncated or mistyped file; the user needs to know which file and why, not a
+    traceback. fluidrec's own errors pass through unchanged.
+    """
+    try:
+        yield
+    except DataError:
+        raise
+    except FluidrecError as exc:  # a ConfigError from a saved config: name the file it came from
+        raise DataError(f"invalid {what}: {first_line(exc)}", table=str(path)) from None
+    except Exception as exc:  # noqa: BLE001 - boundary: every loader failure becomes a one-line error
+        raise DataError(f"cannot load the {what} ({type(exc).__name__}: {first_line(exc)})", table=str(path)) from None
 
 
 def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, EncoderConfig] | tuple[LsaEncoder, LsaConfig]:
@@ -417,6 +441,8 @@ def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, Encod
     ``lsa.train_lsa`` (an ``LsaEncoder``: same ``encode_items``/``encode_queries``/``text``).
 
     Returns the model and its config (``EncoderConfig``, or ``LsaConfig`` for an LSA directory).
+    A broken directory (missing, unreadable or mismatched config, tokenizer, LM config,
+    vision spec or weights) raises a DataError naming the file that failed.
     """
     d = Path(model_dir)
     if not d.is_dir():
@@ -424,24 +450,50 @@ def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, Encod
     if model_kind(d) == "lsa":
         from fluidrec.encoder.lsa import load_lsa
 
-        return load_lsa(d)
+        with _loading(d, "lsa encoder"):
+            return load_lsa(d)
     from transformers import AutoConfig
 
     if not (d / MODEL_FILE).exists() or not (d / CONFIG_FILE).exists():
         raise UsageError(f"{d} is not a trained encoder (missing {MODEL_FILE} or {CONFIG_FILE}); run `fluidrec encoder train`")
+    for part in ("tokenizer", "lm"):
+        if not (d / part).is_dir():
+            raise DataError(f"encoder directory has no {part}/ (save_encoder writes it; the directory is incomplete)", table=str(d / part))
     saved = read_json(d / CONFIG_FILE)
-    cfg = EncoderConfig.from_dict(saved)
-    text = TextModule(load_tokenizer(d / "tokenizer"), cfg.model.fields, cfg.model.text_tokens, cfg.model.query_tokens)
-    lm = _lm_from_config(AutoConfig.from_pretrained(str(d / "lm"), local_files_only=True))
-    vision = vision_from_spec(d / "vision", cfg.model, int(lm.config.hidden_size)) if (d / "vision").is_dir() else None
-    model = _assemble(cfg.model, lm, vision, text)
-    state = load_torch_file(d / MODEL_FILE)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, OSError) as exc:
-        raise DataError(f"cannot load weights: {str(exc)[:300]}", table=str(d / MODEL_FILE)) from None
+    with _loading(d / CONFIG_FILE, "encoder config"):
+        cfg = EncoderConfig.from_dict(saved)
+    with _loading(d / "tokenizer", "tokenizer"):
+        text = TextModule(load_tokenizer(d / "tokenizer"), cfg.model.fields, cfg.model.text_tokens, cfg.model.query_tokens)
+    with _loading(d / "lm", "language-model config"):
+        lm = _lm_from_config(AutoConfig.from_pretrained(str(d / "lm"), local_files_only=True))
+    with _loading(d / "vision", "vision spec"):
+        vision = vision_from_spec(d / "vision", cfg.model, int(lm.config.hidden_size)) if (d / "vision").is_dir() else None
+    with _loading(d, "encoder (its parts do not fit together)"):
+        model = _assemble(cfg.model, lm, vision, text)
+    _load_weights(model, d / MODEL_FILE)
     model.eval()
     return model, cfg
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    """Load a state dict into ``model`` after checking every name and shape (one-line errors, not torch's list)."""
+    state = load_torch_file(path)
+    if not isinstance(state, dict):
+        raise DataError("weights file does not hold a state dict", table=str(path), value=type(state).__name__)
+    expected = model.state_dict()
+    for key, value in expected.items():
+        got = state.get(key)
+        if not isinstance(got, torch.Tensor):
+            raise DataError("weight missing (the weights do not belong to this config)", table=str(path), column=key)
+        if tuple(got.shape) != tuple(value.shape):
+            raise DataError(f"weight has shape {tuple(got.shape)}, the config builds {tuple(value.shape)}", table=str(path), column=key)
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise DataError(f"unexpected weight (not in the model the config builds; {len(extra)} in all)", table=str(path), column=extra[0])
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:  # e.g. a dtype torch cannot copy
+        raise DataError(f"cannot load weights: {first_line(exc, 300)}", table=str(path)) from None
 
 
 def read_model_meta(model_dir: str | os.PathLike) -> dict:

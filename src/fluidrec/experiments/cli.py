@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fluidrec.experiments.config import ENCODER_PRESETS, TABLE3_ROWS
-from fluidrec.utils.cli import add_json_flag, emit, non_negative_int, positive_int
+from fluidrec.utils.cli import add_json_flag, emit, non_negative_int, positive_int, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "lsa encoder peer -> encoder ablation -> report.md + results.json + figures/.",
     )
     p.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"), help="synthetic world size (default small)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seeds every stage (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seeds every stage, an integer in [0, 2^31) (default 0)")
     p.add_argument("--out", required=True, help="run directory (results, report, figures, cached stages)")
     p.add_argument("--resume", action="store_true", help="skip stages already finished in --out whose settings are unchanged (changed ones rerun, with every stage after them)")
     p.add_argument("--force", action="store_true", help="start over in an --out that already holds a run (without --resume)")
@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder-steps", type=non_negative_int, default=None, help="override the encoder's training steps")
     p.add_argument("--ablation-steps", type=non_negative_int, default=None, help="steps per encoder-ablation run (0 skips Table 6)")
     p.add_argument("--ab-requests", type=non_negative_int, default=None, help="held-out requests replayed in the A/B test")
+    p.add_argument(
+        "--paper", choices=("fluid", "foresight"), default="fluid",
+        help="fluid: the FLUID tables (default, what `make demo` runs); foresight: the foresight paper's (same as `fluidrec foresight reproduce`)",
+    )  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=_reproduce)
 
@@ -48,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--dataset", required=True, help="canonical dataset (from `fluidrec data import`)")
     b.add_argument("--out", required=True, help="output directory (results.json, results.md, models)")
-    b.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
+    b.add_argument("--seed", type=seed_int, default=0, help="seed, an integer in [0, 2^31) (default 0)")
     b.add_argument("--holdout-items", type=float, default=0.2, help="share of items kept out of training (default 0.2)")
     b.add_argument("--lm-layers", type=int, default=None, help="MiniLM layers used for text embedding (default all 6)")
     b.add_argument("--max-rows", type=int, default=None, help="use only the first N impressions")
@@ -58,11 +62,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _reproduce(args: argparse.Namespace) -> int:
     import dataclasses
+    import json
     from pathlib import Path
 
     from fluidrec.experiments.config import ReproduceConfig
     from fluidrec.experiments.reproduce import reproduce
 
+    if args.paper == "foresight":
+        from fluidrec.foresight.config import foresight_config
+        from fluidrec.foresight.run import reproduce_foresight
+
+        results = reproduce_foresight(foresight_config(args.scale, seed=args.seed), Path(args.out), resume=args.resume, progress=not args.json)
+        emit({k: results[k] for k in ("table1", "table3", "seconds") if k in results}, args.json, lambda r: json.dumps(r, indent=1))
+        return 0
     cfg = ReproduceConfig.tiny(args.seed) if args.scale == "tiny" else ReproduceConfig(scale=args.scale, seed=args.seed)
     overrides = {
         "encoder_preset": args.encoder_preset, "seeds": args.seeds, "encoder_steps": args.encoder_steps,

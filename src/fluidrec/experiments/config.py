@@ -64,6 +64,8 @@ class ReproduceConfig:
         ab_requests: held-out requests replayed in the simulated A/B test.
         ab_candidates: live rooms scored per request.
         n_boot: bootstrap resamples for the A/B confidence intervals.
+        closed_window_minutes: the closed-loop A/B's online-training interval (arms learn
+            from what they served, and user histories update, once per window).
         seeds: ranker seeds of the Table 3 neural rows (baseline, slice, no_id, fluid,
             fluid_true_codes): ``seed, seed + 1, ...``. Only the ranker's seed changes; the
             world, encoder and codes are those of ``seed``. Other tables use ``seed`` alone.
@@ -81,6 +83,7 @@ class ReproduceConfig:
     ab_candidates: int = 40
     n_boot: int = 1000
     seeds: int = 3
+    closed_window_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         check(self.scale in SCALES, f"scale must be one of {SCALES}, got {self.scale!r}")
@@ -93,6 +96,7 @@ class ReproduceConfig:
         check(self.ranker_preset in ("demo", "small"), f"ranker_preset must be demo or small, got {self.ranker_preset!r}")
         check(self.ab_requests > 0 and self.ab_candidates >= 6, "need ab_requests > 0 and ab_candidates >= 6")
         check(isinstance(self.seeds, int) and self.seeds >= 1, f"seeds must be an int >= 1, got {self.seeds!r}")
+        check(self.closed_window_minutes > 0, f"closed_window_minutes must be > 0, got {self.closed_window_minutes}")
 
     @property
     def ranker_seeds(self) -> tuple[int, ...]:

@@ -83,3 +83,47 @@ def case_review_figure(
     fig.suptitle("Live slices (left) and short videos (right) sharing a LUCID prefix")
     fig.tight_layout()
     return save_figure(fig, path), prefixes
+
+
+AGE_KEYS = (("auc_age_lt10", "< 10 min"), ("auc_age_10_30", "10–30 min"), ("auc_age_ge30", "≥ 30 min"))
+
+
+def auc_by_age_figure(frozen: dict, streaming: dict, rows: list[str], names: dict[str, str], path: Path) -> Path:
+    """CTR AUC by room age per arm, frozen protocol (left) and streaming test-then-train (right)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    x = np.arange(len(AGE_KEYS))
+    width = 0.8 / max(len(rows), 1)
+    for ax, table, title in ((axes[0], frozen, "frozen after training"), (axes[1], streaming, "streaming (test-then-train)")):
+        for k, row in enumerate(rows):
+            if row in table:
+                ax.bar(x + (k - (len(rows) - 1) / 2) * width, [table[row][key] for key, _ in AGE_KEYS], width, label=names.get(row, row))
+        ax.set_xticks(x, [label for _, label in AGE_KEYS])
+        ax.set_xlabel("room age at the impression")
+        ax.set_title(title)
+    values = [table[row][key] for table in (frozen, streaming) for row in rows if row in table for key, _ in AGE_KEYS]
+    values = [v for v in values if v == v]
+    if values:
+        axes[0].set_ylim(min(values) - 0.02, max(values) + 0.02)
+    axes[0].set_ylabel("CTR AUC (test day)")
+    axes[1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def closed_loop_figure(timeline: dict, names: dict[str, str], path: Path) -> Path:
+    """Cumulative quality watch seconds per user over the test day, per closed-loop arm (oracle and random: bounds)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    hours = (np.asarray(timeline["window_end_ts"]) - timeline["window_end_ts"][0]) / 3_600_000
+    curves = timeline["qwd_per_user"]
+    for arm in [a for a in names if a in curves] + sorted(a for a in curves if a not in names):  # a fixed order, so colours match across figures
+        curve = curves[arm]
+        style = {"oracle": ("k", "--"), "random": ("grey", ":")}.get(arm, (None, "-"))
+        ax.plot(hours, np.asarray(curve) / 60.0, color=style[0], ls=style[1], label=names.get(arm, arm))
+    ax.set_xlabel("hours into the test day")
+    ax.set_ylabel("quality watch minutes per user (cumulative)")
+    ax.set_title("Closed-loop A/B: each arm learns from what it served")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)

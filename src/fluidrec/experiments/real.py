@@ -193,9 +193,9 @@ def bench_real(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     n_codes = int(min(cfg.codebook_size, max(2, len(ids) // 4)))
     model = RQKMeans(levels=cfg.levels, codebook_size=n_codes, seed=cfg.seed).fit(z, progress=progress)
     codes = model.encode(z)
-    write_codes(out / "codes" / "slice_codes.parquet", ids, codes)
+    write_codes(out / "codes" / "slice_codes.parquet", ids, codes, codebook_size=n_codes)
     rc = room_codes_for_dataset(split_dir, ids, codes)
-    write_room_codes(out / "codes" / "room_codes.parquet", rc.room_ids, rc.codes)
+    write_room_codes(out / "codes" / "room_codes.parquet", rc.room_ids, rc.codes, codebook_size=n_codes)
     quality = code_quality(model, z)
 
     rcfg = dataclasses.replace(ranker_demo(), seed=cfg.seed, progress=progress, features=FeatureConfig(test_days=1.0))

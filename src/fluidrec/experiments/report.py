@@ -24,6 +24,8 @@ ROW_NAMES = {
     "fluid_true_codes": "FLUID on the true-topic codes",
     "lr": "peer: logistic regression",
     "gbdt": "peer: LightGBM",
+    "oracle": "bound: oracle (true click probability)",
+    "random": "bound: random order",
 }
 TRUTH_NAMES = {
     "oracle": "oracle (the world's own click logit)",
@@ -39,6 +41,7 @@ METRIC_NAMES = {
     "niche_room_views": "Niche Room Views",
     "unique_watched_tags": "Unique Watched Tags",
     "stay_duration": "Stay Duration",
+    "expected_quality_watch_duration": "Quality Watch Duration, expected (no outcome draws)",
 }
 TABLE7_NAMES = {
     "early_replace": "Early: replace item ID with LUCID",
@@ -178,18 +181,39 @@ def ordered(d: dict, order) -> list:
     return [k for k in order if k in d] + sorted(k for k in d if k not in order)
 
 
+def _paper_ab(metric: str, arm: str) -> str:
+    row = paper.TABLE4.get(metric)
+    if row is None or arm not in row:
+        return "—"
+    return "n.s." if row[arm] is None else _pct(row[arm])
+
+
 def table4_md(t4: dict) -> str:
+    """Table 4: every metric's relative change vs the baseline arm per arm (95% CI), the paper's beside it."""
     arms = ordered(t4, ROW_NAMES)
-    head = "| metric | " + " | ".join(f"{ROW_NAMES.get(a, a)} (ours, 95% CI)" for a in arms) + " | " + " | ".join(f"paper {a}" for a in arms) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(arms))]
-    for m in METRICS:
+    paper_arms = [a for a in arms if a in paper.TABLE4["quality_watch_duration"]]
+    head = "| metric | " + " | ".join(f"{ROW_NAMES.get(a, a)} (ours, 95% CI)" for a in arms) + " | " + " | ".join(f"paper {a}" for a in paper_arms) + " |"
+    lines = [head, "|" + "---|" * (1 + len(arms) + len(paper_arms))]
+    for m in [m for m in METRIC_NAMES if m in t4[arms[0]]]:
         ours = []
         for a in arms:
             r = t4[a][m]
             cell = f"{r['delta'] * 100:+.2f}% [{r['ci_low'] * 100:+.2f}, {r['ci_high'] * 100:+.2f}]"
             ours.append(cell if r["ci_low"] > 0 or r["ci_high"] < 0 else f"n.s. ({cell})")
-        theirs = [("n.s." if paper.TABLE4[m].get(a) is None else _pct(paper.TABLE4[m][a])) for a in arms]
-        lines.append(f"| {METRIC_NAMES[m]} | " + " | ".join(ours) + " | " + " | ".join(theirs) + " |")
+        lines.append(f"| {METRIC_NAMES[m]} | " + " | ".join(ours) + " | " + " | ".join(_paper_ab(m, a) for a in paper_arms) + " |")
+    return "\n".join(lines)
+
+
+def power_md(t4: dict) -> str:
+    """Per arm: the 95% CI half-width and the minimum detectable effect (5% two-sided, 80% power) of each QWD."""
+    lines = ["| arm | QWD: CI half-width | QWD: MDE | expected QWD: CI half-width | expected QWD: MDE |", "|---|---|---|---|---|"]
+    for a in ordered(t4, ROW_NAMES):
+        q, e = t4[a].get("quality_watch_duration", {}), t4[a].get("expected_quality_watch_duration", {})
+
+        def pts(r: dict, key: str) -> str:
+            return "—" if key not in r else f"{r[key] * 100:.1f} pts"
+
+        lines.append(f"| {ROW_NAMES.get(a, a)} | {pts(q, 'half_width')} | {pts(q, 'mde')} | {pts(e, 'half_width')} | {pts(e, 'mde')} |")
     return "\n".join(lines)
 
 
@@ -302,6 +326,56 @@ def codes_md(q: dict) -> str:
     return "\n".join(lines)
 
 
+def streaming_md(results: dict) -> list[str]:
+    """Table 3 under the streaming protocol, when it ran."""
+    t3s = results.get("table3_streaming")
+    if not t3s:
+        return []
+    return [
+        "### Table 3 under the streaming protocol (test-then-train)",
+        "",
+        "The same trained arms, evaluated as production runs them: the test day's impressions arrive in time order in "
+        "batches; each batch is scored first, then trained on (same optimizers and rates as training). A test room's "
+        "item-ID row therefore learns while the room is on air. Truth rows and the peers (batch fits) are the frozen ones.",
+        "",
+        table3_md(t3s),
+        "",
+    ]
+
+
+def closed_loop_md(results: dict) -> list[str]:
+    """Table 4 in closed loop (user split and mirror), with CI half-widths and minimum detectable effects."""
+    out: list[str] = []
+    if results.get("table4"):
+        out += ["Replay: CI half-width and minimum detectable effect (5% two-sided, 80% power) of quality watch duration.", "", power_md(results["table4"]), ""]
+    meta = results.get("online_ab_closed", {})
+    for key, title, text in (
+        ("table4_closed", "user split", CLOSED_USER_TEXT),
+        ("table4_mirror", "mirror", CLOSED_MIRROR_TEXT),
+    ):
+        if not results.get(key):
+            continue
+        m = meta.get("user" if key == "table4_closed" else "mirror", {})
+        sizes = f" {m.get('n_requests', 0):,} requests of {m.get('n_users', 0):,} users; users per arm {m.get('users_per_arm', {})}." if m else ""
+        out += [f"### Table 4, closed loop ({title})", "", text + sizes, "", table4_md(results[key]), "", power_md(results[key]), ""]
+    return out
+
+
+CLOSED_USER_TEXT = (
+    "Every request of the test day in event time. Users are split between the arms by a seeded hash of the user id "
+    "(disjoint users, as in a production A/B); each arm ranks the live rooms for its users, the world answers, and the arm "
+    "trains online on the impressions it served, once per window, while its users' histories grow with the clicks it "
+    "caused. Oracle (true click probability) and random are bounds. Changes are of per-user means between groups, "
+    "CUPED-adjusted on covariates no arm can move (test-day requests; training-period impressions, clicks, long views); "
+    "95% CIs from a bootstrap within each group."
+)
+CLOSED_MIRROR_TEXT = (
+    "The same closed loop, but every arm serves every user in its own copy of the world (a simulator can): users pair "
+    "across arms and the candidates and outcome draws of a (request, room) are common random numbers, so the paired "
+    "bootstrap over users is far tighter than the split's."
+)
+
+
 def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[str]) -> Path:
     """Write ``out/report.md``; ``figures`` maps a caption to a path relative to ``out``."""
     base_auc = results["table3"]["baseline"]["auc"]
@@ -319,6 +393,7 @@ def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[
         "",
         table3_md(results["table3"]),
         "",
+        *streaming_md(results),
         "## Codes: utilisation and agreement with the true topic path",
         "",
         codes_md(results.get("codes", {})),
@@ -335,6 +410,7 @@ def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[
         "",
         table4_md(results["table4"]) if results.get("table4") else "(not run)",
         "",
+        *closed_loop_md(results),
         "## Table 5: LUCID embedding design (FLUID arm)",
         "",
         auc_table_md(results["table5"], base_auc, paper.TABLE5) if results.get("table5") else "(not run)",

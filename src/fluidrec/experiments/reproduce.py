@@ -229,9 +229,9 @@ def stage_codes(cfg: ReproduceConfig, paths: RunPaths) -> dict:
     model = RQKMeans(levels=cfg.code_levels, codebook_size=cfg.codebook_size, seed=cfg.seed).fit(z, progress=True)
     model.save(paths.codes / "model")
     codes = model.encode(z)
-    write_codes(paths.slice_codes, ids, codes)
+    write_codes(paths.slice_codes, ids, codes, codebook_size=cfg.codebook_size)
     rc = room_codes_for_dataset(paths.world, ids, codes)
-    write_room_codes(paths.room_codes, rc.room_ids, rc.codes)
+    write_room_codes(paths.room_codes, rc.room_ids, rc.codes, codebook_size=cfg.codebook_size)
     quality = code_quality(model, z)
     return quality.as_flat_dict()
 
@@ -315,10 +315,25 @@ def stage_peer(cfg: ReproduceConfig, paths: RunPaths, arm: str, features) -> dic
     return report
 
 
+def stage_stream(cfg: ReproduceConfig, paths: RunPaths, name: str, ranker_seed: int, features) -> dict:
+    """Evaluate one trained ranker under the streaming protocol (test-then-train over the test period)."""
+    from fluidrec.ranker.streaming import evaluate_streaming
+
+    report = evaluate_streaming(paths.ranker(name), paths.world, features=features, cfg=_ranker_config(cfg, ranker_seed))
+    write_json(paths.ranker(name) / "eval_streaming.json", report)
+    return report
+
+
 def stage_ab(cfg: ReproduceConfig, paths: RunPaths, features) -> dict:
     from fluidrec.experiments.online import run_online_ab
 
     return run_online_ab(cfg, paths, features)
+
+
+def stage_ab_closed(cfg: ReproduceConfig, paths: RunPaths, features, assignment: str) -> dict:
+    from fluidrec.experiments.online import run_closed_ab
+
+    return run_closed_ab(cfg, paths, features, assignment=assignment)
 
 
 def stage_ablation(cfg: ReproduceConfig, paths: RunPaths) -> dict:
@@ -430,6 +445,22 @@ def truth_table_rows(truth: dict) -> dict:
     return out
 
 
+def table3_rows(seeded: dict[str, list[tuple[int | None, dict]]], evals: dict[str, dict], truth: dict | None) -> dict:
+    """Table 3 in ``TABLE3_ROWS`` order: truth rows, peers (deterministic), neural rows over seeds."""
+    rows: dict[str, dict] = truth_table_rows(truth) if truth else {}
+    for peer in PEER_ROWS:
+        if peer in evals:
+            rows[peer] = table3_row([(None, evals[peer])], truth, kind="peer", deterministic=True)
+    for row, runs in seeded.items():
+        rows[row] = table3_row(runs, truth, kind="neural")
+    return {row: rows[row] for row in TABLE3_ROWS if row in rows}
+
+
+def closed_table(closed: dict) -> dict:
+    """Table 4 (closed loop) rows: every metric's comparison with the control, plus ``half_width_qwd``."""
+    return {arm: {**d, "half_width_qwd": d["quality_watch_duration"]["half_width"]} for arm, d in closed["arms"].items()}
+
+
 def build_tables(
     evals: dict[str, dict],
     ab: dict | None,
@@ -438,43 +469,54 @@ def build_tables(
     seeded: dict[str, list[tuple[int, dict]]] | None = None,
     truth: dict | None = None,
     lsa: dict | None = None,
+    streamed: dict[str, list[tuple[int, dict]]] | None = None,
+    closed: dict[str, dict] | None = None,
 ) -> dict:
     """Map arm evaluations onto the paper's tables (``results.json`` layout).
 
     Args:
         evals: the run-seed evaluation of every arm by arm name (plus ``lr``, ``gbdt`` and
             ``fluid_true_codes`` when they ran).
-        ab, ablation: the online A/B and encoder-ablation summaries (None: not run).
+        ab, ablation: the replay A/B and encoder-ablation summaries (None: not run).
         seeded: Table 3 neural rows' ``[(ranker_seed, report), ...]`` by row (default: the
             run seed alone, from ``evals``).
         truth: ``truth_rows`` output (None: no truth rows, headroom shares NaN).
         lsa: Table 6's lsa peer row.
+        streamed: the neural rows' streaming-protocol reports, laid out like ``seeded``.
+        closed: closed-loop A/B results by assignment (``user``, ``mirror``).
 
     Table 3 rows, in ``TABLE3_ROWS`` order: truth rows, peers (deterministic), neural arms
     (mean over ranker seeds with ``*_sd``), each with its headroom share and every seed's
-    numbers under ``seeds``.
+    numbers under ``seeds``. ``table3_streaming`` has the same rows: the neural ones under
+    the streaming protocol; truth rows and peers (batch fits that do not learn online)
+    are the frozen ones, marked ``protocol``.
     """
     seeded = dict(seeded or {})
     for row, arm in TABLE3_ARMS.items():
         seeded.setdefault(row, [(None, evals[arm])])
     if TRUE_CODES_ROW in evals:
         seeded.setdefault(TRUE_CODES_ROW, [(None, evals[TRUE_CODES_ROW])])
-    rows: dict[str, dict] = truth_table_rows(truth) if truth else {}
-    for peer in PEER_ROWS:
-        if peer in evals:
-            rows[peer] = table3_row([(None, evals[peer])], truth, kind="peer", deterministic=True)
-    for row, runs in seeded.items():
-        rows[row] = table3_row(runs, truth, kind="neural")
-    table3 = {row: rows[row] for row in TABLE3_ROWS if row in rows}
-    table5 = {row: {"auc": _click(evals[arm])["auc"], "gauc": _click(evals[arm])["gauc"]} for row, arm in TABLE5_ARMS.items()}
-    table7 = {row: {"auc": _click(evals[arm])["auc"], "gauc": _click(evals[arm])["gauc"]} for row, arm in TABLE7_ARMS.items()}
-    table4 = {}
-    if ab is not None:
-        table4 = {row: ab["arms"][row] for row in ("slice", "no_id", "fluid")}
+    table3 = table3_rows(seeded, evals, truth)
+    out: dict = {"table3": table3}
+    if streamed:
+        table3s = table3_rows(streamed, evals, truth)
+        out["table3_streaming"] = {row: {**r, "protocol": "streaming" if row in streamed else "frozen"} for row, r in table3s.items()}
+    out["table5"] = {row: {"auc": _click(evals[arm])["auc"], "gauc": _click(evals[arm])["gauc"]} for row, arm in TABLE5_ARMS.items()}
+    out["table7"] = {row: {"auc": _click(evals[arm])["auc"], "gauc": _click(evals[arm])["gauc"]} for row, arm in TABLE7_ARMS.items()}
+    out["table4"] = {row: ab["arms"][row] for row in ("slice", "no_id", "fluid")} if ab is not None else {}
+    for assignment, name in (("user", "table4_closed"), ("mirror", "table4_mirror")):
+        if closed and assignment in closed:
+            out[name] = closed_table(closed[assignment])
     table6 = dict(ablation or {})
     if lsa is not None:
         table6["lsa"] = lsa
-    return {"table3": table3, "table4": table4, "table5": table5, "table6": table6, "table7": table7}
+    out["table6"] = table6
+    return out
+
+
+# The closed-loop A/B's assignments: the production hash split (Table 4 closed), then the
+# mirror (every arm serves every user in its own copy of the world; paired, powered).
+CLOSED_ASSIGNMENTS = ("user", "mirror")
 
 
 # ---------------------------------------------------------------- the job
@@ -556,9 +598,29 @@ def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False, force: b
             f"peer_{peer}", lambda peer=peer: stage_peer(cfg, paths, peer, features()),
             key=stage_key("peer", features_key, peer, config["peers"]), outputs=[paths.ranker(peer)],
         )  # fmt: skip
+    streamed: dict[str, list[tuple[int, dict]]] = {row: [] for row in seeded}
+    for row, runs in seeded.items():
+        oracle = row == TRUE_CODES_ROW
+        arm = "fluid" if oracle else TABLE3_ARMS[row]
+        for seed, _ in runs:
+            name = run_name(TRUE_CODES_ROW if oracle else arm, seed, cfg)
+            report = runner.run(
+                f"stream_{name}", lambda name=name, seed=seed, oracle=oracle: stage_stream(cfg, paths, name, seed, oracle_features() if oracle else features()),
+                key=stage_key("stream", arm_key(arm, seed, oracle_features_key if oracle else features_key)),
+            )  # fmt: skip
+            streamed[row].append((seed, report))
     ab_settings = {"requests": cfg.ab_requests, "candidates": cfg.ab_candidates, "n_boot": cfg.n_boot, "seed": cfg.seed}
-    ab_key = stage_key("online_ab", features_key, [arm_key(arm, cfg.seed) for arm in AB_ARMS.values()], ab_settings)
-    ab = runner.run("online_ab", lambda: stage_ab(cfg, paths, features()), key=ab_key)
+    ab_arm_keys = [arm_key(arm, cfg.seed) for arm in AB_ARMS.values()]
+    ab = runner.run("online_ab", lambda: stage_ab(cfg, paths, features()), key=stage_key("online_ab", features_key, ab_arm_keys, ab_settings))
+    closed = {}
+    for assignment in CLOSED_ASSIGNMENTS:
+        # every test-day request, so not ab_requests; the ranker config: the arms keep training
+        closed_settings = {"candidates": cfg.ab_candidates, "n_boot": cfg.n_boot, "seed": cfg.seed, "window_minutes": cfg.closed_window_minutes,
+                           "assignment": assignment, "ranker": config["ranker"]}
+        closed[assignment] = runner.run(
+            f"online_ab_closed_{assignment}", lambda assignment=assignment: stage_ab_closed(cfg, paths, features(), assignment),
+            key=stage_key("online_ab_closed", features_key, ab_arm_keys, closed_settings),
+        )  # fmt: skip
     lsa_key = stage_key("encoder_lsa", world_key, _lsa_config(cfg).to_dict(), encoder_key if cfg.encoder_preset == "lsa" else None)
     lsa = runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths), key=lsa_key, outputs=[] if cfg.encoder_preset == "lsa" else [paths.lsa])
     ablation = None
@@ -568,7 +630,7 @@ def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False, force: b
         ablation = runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths), key=ablation_key, outputs=ablation_runs)
 
     truth = truth_summary.get("rows")
-    results = build_tables(evals, ab, ablation, seeded=seeded, truth=truth, lsa=lsa)
+    results = build_tables(evals, ab, ablation, seeded=seeded, truth=truth, lsa=lsa, streamed=streamed, closed=closed)
     codes_quality = {**codes_quality, **({} if "skipped" in codes_truth else codes_truth), "encoder_preset": cfg.encoder_preset}
     seed_arms = {}  # the extra seeds' full evaluations, beside the run seed's under "arms"
     for row, runs in seeded.items():
@@ -582,6 +644,7 @@ def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False, force: b
             "codes_oracle": oracle_summary,
             "truth": truth_summary,
             "online_ab": {k: ab[k] for k in ("n_requests", "n_candidates", "n_users", "totals", "config")},
+            "online_ab_closed": {a: {k: v for k, v in r.items() if k != "arms"} for a, r in closed.items()},
             "arms": {arm: {k: v for k, v in r.items() if k != "arm"} for arm, r in {**evals, **seed_arms}.items()},
             "ranker_seeds": list(cfg.ranker_seeds),
         }

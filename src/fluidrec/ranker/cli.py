@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fluidrec.errors import UsageError
 from fluidrec.ranker.names import PEER_ARMS
-from fluidrec.utils.cli import add_json_flag, emit, positive_int, prepare_out_dir, render_kv
+from fluidrec.utils.cli import add_json_flag, emit, finite_float, positive_int, prepare_out_dir, render_kv, seed_int
 
 SLICE_CODES = "slice_codes.parquet"
 ROOM_CODES = "room_codes.parquet"
@@ -84,6 +84,14 @@ def _render_eval(r: dict) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from fluidrec.ranker.peer_models import is_peer_dir
 
+    if args.protocol == "streaming":
+        from fluidrec.errors import UsageError
+        from fluidrec.ranker.streaming import evaluate_streaming
+
+        if is_peer_dir(args.model) or args.codes:
+            raise UsageError("--protocol streaming keeps training the token ranker on its own training codes: it takes neither a peer (a batch fit) nor --codes")
+        emit(evaluate_streaming(args.model, args.dataset, cache_dir=args.cache), args.json, _render_eval)
+        return 0
     if is_peer_dir(args.model):
         from fluidrec.ranker.peers import evaluate_peer as evaluate
     else:
@@ -114,12 +122,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--arm", required=True, help=f"one of: {', '.join(ARMS)}; peers: {', '.join(PEER_ARMS)}")
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--config", choices=CONFIGS, default="demo", help="model size preset (default demo)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed_int, default=0, help="random seed, an integer in [0, 2^31) (default 0)")
     t.add_argument("--epochs", type=positive_int, default=1, help="passes over the stream (default 1, online)")
     t.add_argument("--batch-size", type=positive_int, default=None)
     t.add_argument("--max-rows", type=positive_int, default=None, help="train on the first N training rows only")
-    t.add_argument("--test-days", type=float, default=1.0, help="last days held out as test (default 1)")
-    t.add_argument("--test-fraction", type=float, default=None, help="hold out the last fraction instead")
+    t.add_argument("--test-days", type=finite_float, default=1.0, help="last days held out as test (default 1)")
+    t.add_argument("--test-fraction", type=finite_float, default=None, help="hold out the last fraction instead")
     t.add_argument("--cache", default=None, help="feature cache directory (shared by arms)")
     t.add_argument("--force", action="store_true", help="reuse a non-empty output directory")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -130,6 +138,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--dataset", required=True)
     e.add_argument("--codes", default=None, help="codes directory (default: the one used in training)")
     e.add_argument("--cache", default=None, help="feature cache directory")
+    e.add_argument(
+        "--protocol", choices=("frozen", "streaming"), default="frozen",
+        help="frozen: score the test period with the trained model (default); streaming: test-then-train, each batch scored before the model trains on it",
+    )  # fmt: skip
     add_json_flag(e)
     e.set_defaults(func=_eval)
 

@@ -219,9 +219,17 @@ def save_checkpoint(model: Ranker, path: str | os.PathLike, extra: dict[str, Any
 def load_checkpoint(path: str | os.PathLike) -> Ranker:
     """Rebuild a Ranker from ``save_checkpoint`` output.
 
+    The boundary for ranker checkpoints: the payload's keys, the spec, the room vocabulary
+    and every weight's name and shape are checked against what the spec builds, so a file
+    from another version, a hand-edited spec or a truncated state dict gives a one-line
+    error naming the file and the key instead of a torch traceback.
+
     Raises:
-        DataError: missing or unreadable file, or another checkpoint version.
+        DataError: missing, unreadable or corrupt file, another checkpoint version, a missing
+            key, an invalid spec, or weights whose names or shapes do not match the spec.
     """
+    from fluidrec.errors import FluidrecError, first_line
+
     p = Path(path)
     if not p.exists():
         raise DataError("checkpoint not found", table=str(p))
@@ -230,9 +238,32 @@ def load_checkpoint(path: str | os.PathLike) -> Ranker:
         raise DataError("not a fluidrec ranker checkpoint (top level is not a dict)", table=str(p), value=type(payload).__name__)
     if payload.get("version") != CHECKPOINT_VERSION:
         raise DataError("unsupported checkpoint version", table=str(p), value=payload.get("version"))
-    spec = RankerSpec.from_dict(payload["spec"])
+    for key in ("spec", "state_dict", "extra"):
+        if not isinstance(payload.get(key), dict):
+            raise DataError(f"checkpoint key {key!r} is missing or not a dict", table=str(p), column=key, value=type(payload.get(key)).__name__)
+    try:
+        spec = RankerSpec.from_dict(payload["spec"])
+    except (KeyError, TypeError, ValueError, AttributeError, FluidrecError) as exc:
+        raise DataError(f"invalid spec ({type(exc).__name__}: {first_line(exc)})", table=str(p), column="spec") from None
     state = payload["state_dict"]
-    model = build_ranker(spec, state["room_vocab"].numpy())
+    vocab = state.get("room_vocab")
+    if not isinstance(vocab, torch.Tensor) or vocab.ndim != 1 or vocab.is_floating_point():
+        raise DataError("state_dict has no 1-D integer room_vocab tensor", table=str(p), column="state_dict.room_vocab")
+    try:
+        model = build_ranker(spec, vocab.numpy())
+    except (ValueError, TypeError, RuntimeError, FluidrecError) as exc:  # sizes the spec cannot build
+        raise DataError(f"cannot build the model the spec describes ({first_line(exc)})", table=str(p), column="spec") from None
+    # Names and shapes first: load_state_dict would raise a multi-line RuntimeError.
+    expected = model.state_dict()
+    for key, value in expected.items():
+        got = state.get(key)
+        if not isinstance(got, torch.Tensor):
+            raise DataError("weight missing from the checkpoint", table=str(p), column=f"state_dict.{key}")
+        if tuple(got.shape) != tuple(value.shape):
+            raise DataError(f"weight has shape {tuple(got.shape)}, the spec builds {tuple(value.shape)}", table=str(p), column=f"state_dict.{key}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise DataError(f"unexpected weight (not in the model the spec builds; {len(extra)} in all)", table=str(p), column=f"state_dict.{extra[0]}")
     model.load_state_dict(state)
     model.checkpoint_extra = payload["extra"]
     return model

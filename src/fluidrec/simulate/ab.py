@@ -37,15 +37,17 @@ METRICS = (
     "unique_watched_tags",
     "stay_duration",
 )
+# The expectation of quality_watch_duration given the slates shown (the world's own formula,
+# ``World.expected_quality_watch``): reported where the world can compute it.
+EXPECTED_QWD = "expected_quality_watch_duration"
 MINUTE_MS = 60_000
 
 
 @dataclasses.dataclass(frozen=True)
-class ABConfig:
-    """Settings of the simulated A/B test.
+class OutcomeConfig:
+    """What both A/B modes share: the slate, the metric definitions and the bootstrap.
 
     Args:
-        n_requests: held-out requests replayed (sampled from the test period).
         max_candidates: live rooms scored per request (a seeded uniform sample when more are live).
         slate: rooms shown per request (positions 0..slate-1 in score order).
         quality_watch_s: a watch at least this long counts as a quality watch.
@@ -55,7 +57,6 @@ class ABConfig:
         seed: seeds request sampling, candidate sampling and outcome draws.
     """
 
-    n_requests: int = 20_000
     max_candidates: int = 50
     slate: int = 6
     quality_watch_s: float = 60.0
@@ -65,11 +66,25 @@ class ABConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check(self.n_requests > 0, f"n_requests must be > 0, got {self.n_requests}")
         check(self.slate > 0 and self.max_candidates >= self.slate, f"need 0 < slate <= max_candidates, got {self.slate}, {self.max_candidates}")
         check(self.quality_watch_s >= 0 and self.cold_minutes > 0, "quality_watch_s >= 0 and cold_minutes > 0 required")
         check(0 < self.niche_share < 1, f"niche_share must be in (0, 1), got {self.niche_share}")
         check(self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ABConfig(OutcomeConfig):
+    """Settings of the replay A/B test (``OutcomeConfig`` plus the number of requests replayed).
+
+    Args:
+        n_requests: held-out requests replayed (sampled from the test period).
+    """
+
+    n_requests: int = 20_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.n_requests > 0, f"n_requests must be > 0, got {self.n_requests}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +99,10 @@ class Candidates:
 
     def __len__(self) -> int:
         return len(self.request)
+
+    def take(self, rows: np.ndarray) -> Candidates:
+        """The candidates at ``rows`` (an index array), in that order."""
+        return Candidates(self.request[rows], self.user_id[rows], self.room_id[rows], self.slice_id[rows], self.ts[rows])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +158,7 @@ def build_candidates(world, user_ids: np.ndarray, ts: np.ndarray, max_candidates
     request = np.concatenate(req)
     room = np.concatenate(rooms).astype(np.int64)
     when = np.concatenate(times).astype(np.int64)
-    slice_id = np.empty(len(room), np.int64)
-    for t in np.unique(when):  # slice_on_air is vectorised over rooms at one instant
-        m = when == t
-        slice_id[m] = world.slice_on_air(room[m], int(t))
-    return Candidates(request, np.concatenate(users).astype(np.int64), room, slice_id, when)
+    return Candidates(request, np.concatenate(users).astype(np.int64), room, np.asarray(world.slice_on_air(room, when), np.int64), when)
 
 
 def rank_slates(scores: np.ndarray, request: np.ndarray, slate: int) -> np.ndarray:
@@ -160,6 +175,27 @@ def rank_slates(scores: np.ndarray, request: np.ndarray, slate: int) -> np.ndarr
     shown = rank < slate
     position[order[shown]] = rank[shown]
     return position
+
+
+def user_metrics(
+    user_index: np.ndarray, n_users: int, click: np.ndarray, watch: np.ndarray, cold: np.ndarray, niche: np.ndarray,
+    tags: np.ndarray, quality_watch_s: float, expected_qwd: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Every A/B metric per user, (n_users,) each, from one row per candidate (unshown rows: no click).
+
+    ``expected_qwd`` (one value per row, 0 where not shown) adds ``EXPECTED_QWD``.
+    """
+    quality = click & (watch >= quality_watch_s)
+    extra = {} if expected_qwd is None else {EXPECTED_QWD: per_user_sums(user_index, expected_qwd, n_users)}
+    return {
+        "quality_watch_duration": per_user_sums(user_index, np.where(quality, watch, 0.0), n_users),
+        "quality_watch_sessions": per_user_sums(user_index, quality.astype(float), n_users),
+        "cold_start_room_views": per_user_sums(user_index, (click & cold).astype(float), n_users),
+        "niche_room_views": per_user_sums(user_index, (click & niche).astype(float), n_users),
+        "unique_watched_tags": per_user_unique(user_index[click], tags[click], n_users),
+        "stay_duration": per_user_sums(user_index, watch, n_users),
+        **extra,
+    }
 
 
 def run_ab(
@@ -209,18 +245,13 @@ def run_ab(
         p[shown] = world.click_prob(cands.user_id[shown], cands.room_id[shown], cands.ts[shown], position[shown])
         click = shown & (u_click < p)
         watch = np.where(click, watch_if_click, 0.0)
-        quality = click & (watch >= cfg.quality_watch_s)
-        n = len(users)
-        per_user[arm] = {
-            "quality_watch_duration": per_user_sums(user_index, np.where(quality, watch, 0.0), n),
-            "quality_watch_sessions": per_user_sums(user_index, quality.astype(float), n),
-            "cold_start_room_views": per_user_sums(user_index, (click & cold).astype(float), n),
-            "niche_room_views": per_user_sums(user_index, (click & niche).astype(float), n),
-            "unique_watched_tags": per_user_unique(user_index[click], tags[click], n),
-            "stay_duration": per_user_sums(user_index, watch, n),
-        }
+        expected = None
+        if hasattr(world, "expected_quality_watch"):
+            expected = np.zeros(len(cands))
+            expected[shown] = world.expected_quality_watch(cands.user_id[shown], cands.room_id[shown], cands.ts[shown], position[shown], cfg.quality_watch_s)
+        per_user[arm] = user_metrics(user_index, len(users), click, watch, cold, niche, tags, cfg.quality_watch_s, expected)
     arms = {
-        arm: {m: paired_bootstrap(per_user[arm][m], per_user[control][m], n_boot=cfg.n_boot, seed=cfg.seed) for m in METRICS}
+        arm: {m: paired_bootstrap(per_user[arm][m], per_user[control][m], n_boot=cfg.n_boot, seed=cfg.seed) for m in per_user[arm]}
         for arm in scorers
         if arm != control
     }

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 
+from fluidrec.data.importers.common import MAX_NEGATIVES
+from fluidrec.data.validate import TIME_MAX_MS
 from fluidrec.errors import UsageError
-from fluidrec.utils.cli import add_json_flag, emit, non_negative_int, positive_int, prepare_out_dir, render_kv
+from fluidrec.utils.cli import add_json_flag, bounded_int, emit, finite_float, non_negative_int, output_dir, positive_int, render_kv, seed_int
 
 SOURCES = ("microlens", "kuailive-m3", "mind", "csv")
 
@@ -39,19 +41,19 @@ def register_import(dsub: argparse._SubParsersAction) -> None:
     p.add_argument("--path", help="source directory (microlens, kuailive-m3, mind)")
     p.add_argument("--out", required=True, help="output dataset directory")
     p.add_argument("--force", action="store_true", help="replace what a non-empty output directory holds (the old dataset stays whole until the new one is validated)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed for negative sampling (default 0)")
-    p.add_argument("--negatives", type=non_negative_int, default=0, metavar="K", help="sample K negatives per positive from the items live at that moment")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for negative sampling (default 0)")
+    p.add_argument("--negatives", type=bounded_int(0, MAX_NEGATIVES), default=0, metavar="K", help=f"sample K negatives per positive from the items live at that moment (at most {MAX_NEGATIVES})")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (counted in the summary) instead of failing")
     p.add_argument("--max-users", type=positive_int, help="keep only the first N users in file order (quick subsets)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_json_flag(p)
 
     g = p.add_argument_group("microlens")
-    g.add_argument("--step-ms", type=positive_int, default=60_000, help="pseudo-time between a user's consecutive items (default 60000)")
+    g.add_argument("--step-ms", type=bounded_int(1, TIME_MAX_MS - 1), default=60_000, help="pseudo-time between a user's consecutive items (default 60000)")
     g = p.add_argument_group("mind and csv")
     g.add_argument("--drop-items-without-text", action="store_true", help="drop interactions whose item has no row in the news / items file")
     g = p.add_argument_group("kuailive-m3")
-    g.add_argument("--long-view-s", type=float, default=30.0, help="watch seconds from which a session is a long view (default 30)")
+    g.add_argument("--long-view-s", type=finite_float, default=30.0, help="watch seconds from which a session is a long view (default 30)")
     g.add_argument("--keep-rooms-without-segments", action="store_true", help="keep rooms with no segment embedding (one slice without embedding)")
     g.add_argument("--max-videos", type=non_negative_int, help="import at most N short videos")
 
@@ -67,7 +69,7 @@ def register_import(dsub: argparse._SubParsersAction) -> None:
     g.add_argument("--time-col", help="time column: integer ms (see --time-unit) or ISO-8601; absent: row order")
     g.add_argument("--time-unit", choices=("ms", "s"), default="ms", help="unit of integer times (default ms)")
     g.add_argument("--label-col", help="numeric label column; >= --positive-threshold is a click, else a logged negative")
-    g.add_argument("--positive-threshold", type=float, default=1.0, help="see --label-col (default 1)")
+    g.add_argument("--positive-threshold", type=finite_float, default=1.0, help="see --label-col (default 1)")
     g.add_argument("--text-cols", help="comma-separated item text columns, joined into the title")
     p.set_defaults(func=_import)
 
@@ -102,24 +104,24 @@ def _import(args: argparse.Namespace) -> int:
             items_id_col=args.items_id_col,
             drop_items_without_text=args.drop_items_without_text,
         )
-        out = prepare_out_dir(args.out, args.force)
-        summary = import_csv(fmt, out, options)
+        with output_dir(args.out, args.force) as out:
+            summary = import_csv(fmt, out, options)
     else:
         if not args.path:
             raise UsageError(f"data import {args.source} needs --path (the source directory)")
-        out = prepare_out_dir(args.out, args.force)
-        if args.source == "microlens":
-            summary = import_microlens(args.path, out, options, step_ms=args.step_ms)
-        elif args.source == "mind":
-            summary = import_mind(args.path, out, options, drop_items_without_text=args.drop_items_without_text)
-        else:
-            summary = import_kuailive_m3(
-                args.path,
-                out,
-                options,
-                long_view_s=args.long_view_s,
-                keep_rooms_without_segments=args.keep_rooms_without_segments,
-                max_videos=args.max_videos,
-            )
+        with output_dir(args.out, args.force) as out:
+            if args.source == "microlens":
+                summary = import_microlens(args.path, out, options, step_ms=args.step_ms)
+            elif args.source == "mind":
+                summary = import_mind(args.path, out, options, drop_items_without_text=args.drop_items_without_text)
+            else:
+                summary = import_kuailive_m3(
+                    args.path,
+                    out,
+                    options,
+                    long_view_s=args.long_view_s,
+                    keep_rooms_without_segments=args.keep_rooms_without_segments,
+                    max_videos=args.max_videos,
+                )
     emit(summary, args.json, lambda s: render_kv(s.flat(), title=f"imported {s.source} -> {s.out} (validated)"))
     return 0

@@ -55,6 +55,11 @@ PLACEHOLDER_AUTHOR = 0
 WRITE_BATCH = 1 << 20
 #: The resolved import configuration is written beside the tables under this name.
 CONFIG_FILE = "import_config.json"
+#: At most this many sampled negatives per positive (the (P, K) sample must fit in memory).
+MAX_NEGATIVES = 1000
+#: Ids are stored as int64 and must be >= 0 (-1 is ``NO_ROOM``; negative ids also break
+#: the (user, item) keys of negative sampling).
+ID_MAX = 2**63 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +83,7 @@ class ImportOptions:
 
     def __post_init__(self) -> None:
         check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
-        check(isinstance(self.negatives, int) and self.negatives >= 0, f"negatives must be an integer >= 0, got {self.negatives!r}")
+        check(isinstance(self.negatives, int) and 0 <= self.negatives <= MAX_NEGATIVES, f"negatives must be an integer in [0, {MAX_NEGATIVES}], got {self.negatives!r}")
         check(self.max_users is None or (isinstance(self.max_users, int) and self.max_users > 0), f"max_users must be > 0, got {self.max_users!r}")
 
 
@@ -119,10 +124,10 @@ class BadRows:
         self.skip = skip
         self.counts: collections.Counter[str] = collections.Counter()
 
-    def report(self, path: str | os.PathLike, line: int, reason: str, value: Any = None) -> None:
-        """Handle one bad row. ``line`` is the 1-based line (or 0-based row for Parquet; say so in reason)."""
+    def report(self, path: str | os.PathLike, line: int, reason: str, value: Any = None, *, column: str | None = None, unit: str = "line") -> None:
+        """Handle one bad row: ``line`` is the 1-based line of a text file, or (``unit="row"``) the 0-based row of a Parquet file."""
         if not self.skip:
-            raise DataError(f"line {line}: {reason} (use --skip-bad-rows to skip such rows)", table=str(path), value=value)
+            raise DataError(f"{unit} {line}: {reason} (use --skip-bad-rows to skip such rows)", table=str(path), column=column, value=value)
         self.counts[f"{Path(path).name}: {reason}"] += 1
 
     @property
@@ -157,21 +162,68 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
+def _text_encoding(encoding: str) -> str:
+    """``utf-8-sig`` for UTF-8, so a byte-order mark (Excel writes one) is not part of the first field."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding).name
+        "".encode(encoding)  # refuses codecs that are not text encodings (rot13, hex, zlib)
+    except LookupError:
+        raise UsageError(f"unknown text encoding {encoding!r} (--encoding)") from None
+    return "utf-8-sig" if name == "utf-8" else encoding
+
+
+def check_input_file(p: Path) -> None:
+    """An input text file must exist, be a regular file and not be empty (0 bytes)."""
+    if p.is_dir():
+        raise DataError("expected a file, found a directory", table=str(p))
+    if not p.is_file():
+        raise DataError("file not found", table=str(p))
+    if p.stat().st_size == 0:
+        raise DataError("file is empty (0 bytes)", table=str(p))
+
+
+def undecodable_line(path: str | os.PathLike, encoding: str) -> tuple[int, str]:
+    """(1-based line, reason) of the first bytes of ``path`` that do not decode as ``encoding``.
+
+    ``TextIOWrapper`` decodes in 8 KB chunks, so its error comes at the start of the chunk,
+    not at the bad byte; this rescans the raw lines with an incremental decoder (exact for
+    every ASCII-compatible encoding). Returns (0, reason) if the whole file decodes.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(_text_encoding(encoding))()
+    line_no = 0
+    with open(path, "rb") as raw:
+        for line_no, line in enumerate(raw, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeError as exc:
+                return line_no, getattr(exc, "reason", str(exc))
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeError as exc:
+            return line_no, f"truncated character at the end ({getattr(exc, 'reason', exc)})"
+    return 0, "undecodable"
+
+
 @contextlib.contextmanager
 def open_text(path: str | os.PathLike, *, encoding: str = "utf-8", progress: bool = True, desc: str | None = None) -> Iterator[io.TextIOWrapper]:
     """Open a text file for streaming with a byte progress bar; ``newline=""`` leaves line ends to the csv module.
 
-    Raises DataError when the file is missing, UsageError on an unknown encoding.
+    A UTF-8 byte-order mark is skipped. Raises DataError when the file is missing, a
+    directory or empty, UsageError on an unknown encoding.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError("file not found", table=str(p))
-    try:
-        "".encode(encoding)
-    except LookupError:
-        raise UsageError(f"unknown encoding {encoding!r}") from None
+    encoding = _text_encoding(encoding)
+    check_input_file(p)
     bar = _bar(p.stat().st_size, desc or p.name, progress)
-    raw = open(p, "rb")  # noqa: SIM115 - closed below
+    try:
+        raw = open(p, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        bar.close()
+        raise DataError(f"unreadable ({exc.strerror or exc})", table=str(p)) from None
     try:
         text = io.TextIOWrapper(io.BufferedReader(_CountingReader(raw, bar)), encoding=encoding, newline="")
         yield text
@@ -186,19 +238,23 @@ def read_lines(path: str | os.PathLike, *, encoding: str = "utf-8", progress: bo
     Lines end at LF only, so a stray CR inside a field (a known quirk of some
     published files) does not split a record; a trailing CR (CRLF files) is removed.
     Lines are decoded one by one so a decoding error names its exact line (the
-    encoding must be ASCII-compatible, e.g. utf-8, latin-1, gbk).
+    encoding must be ASCII-compatible, e.g. utf-8, latin-1, gbk). A UTF-8 byte-order
+    mark before the first line is skipped.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError("file not found", table=str(p))
+    encoding = _text_encoding(encoding)
+    check_input_file(p)
     bar = _bar(p.stat().st_size, p.name, progress)
     try:
         with open(p, "rb") as raw:
             for line_no, line in enumerate(io.BufferedReader(_CountingReader(raw, bar)), start=1):
                 try:
-                    yield line_no, line.decode(encoding).rstrip("\r\n")
+                    text = line.decode(encoding if line_no == 1 else encoding.replace("-sig", ""))
                 except UnicodeDecodeError as exc:
-                    raise DataError(f"line {line_no}: not valid {encoding} ({exc.reason})", table=str(p)) from None
+                    raise DataError(f"line {line_no}: not valid {encoding.replace('-sig', '')} ({exc.reason})", table=str(p)) from None
+                yield line_no, text.rstrip("\r\n")
+    except OSError as exc:
+        raise DataError(f"unreadable ({exc.strerror or exc})", table=str(p)) from None
     finally:
         bar.close()
 
@@ -207,8 +263,11 @@ def read_csv_rows(path: str | os.PathLike, *, delimiter: str = ",", encoding: st
     """Yield ``(1-based line where the record starts, fields)`` from a (quoted) CSV file.
 
     Records that span lines (quoted newlines) report their first line. A quoting
-    error is a DataError naming the line (the rest of the file cannot be trusted).
+    error is a DataError naming the line where the bad record starts (for an unbalanced
+    quote the csv module only notices at the end of the file), a decoding error one
+    naming the exact line of the bad byte (the rest of the file cannot be trusted).
     """
+    shown = encoding
     with open_text(path, encoding=encoding, progress=progress) as f:
         reader = csv.reader(f, delimiter=delimiter, strict=True)
         start = 1
@@ -217,22 +276,44 @@ def read_csv_rows(path: str | os.PathLike, *, delimiter: str = ",", encoding: st
                 yield start, fields
                 start = reader.line_num + 1
         except csv.Error as exc:
-            raise DataError(f"line {reader.line_num}: CSV quoting error ({exc})", table=str(path)) from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"near line {reader.line_num + 1}: not valid {encoding} ({exc.reason})", table=str(path)) from None
+            where = f"line {start}" if start >= reader.line_num else f"line {start} (the record starting there runs to line {reader.line_num}: an unbalanced quote?)"
+            raise DataError(f"{where}: CSV quoting error ({exc})", table=str(path)) from None
+        except UnicodeError as exc:
+            line, reason = undecodable_line(path, encoding)
+            where = f"line {line}" if line else f"near line {reader.line_num + 1}"
+            raise DataError(f"{where}: not valid {shown} ({reason or exc})", table=str(path)) from None
+        except OSError as exc:
+            raise DataError(f"unreadable ({exc.strerror or exc})", table=str(path)) from None
 
 
 # ---------------------------------------------------------------------------
 # Small parsers
 
 
-_INT = re.compile(r"[+-]?\d+")
+_INT = re.compile(r"[+-]?\d{1,40}")  # 40 digits: past int64 either way, and int() stays cheap
 
 
 def parse_int(text: str) -> int | None:
     """An integer or None (no floats, no blanks)."""
     text = text.strip()
     return int(text) if _INT.fullmatch(text) else None
+
+
+def parse_id(text: str) -> int | None:
+    """An id: an integer in [0, 2^63 - 1] (it is stored as int64), else None."""
+    value = parse_int(text)
+    return value if value is not None and 0 <= value <= ID_MAX else None
+
+
+def time_in_range(ms: int) -> bool:
+    """Whether ``ms`` is a unix-ms time ``validate_dataset`` accepts: [1970-01-01, 2200-01-01)."""
+    from fluidrec.data.validate import TIME_MAX_MS, TIME_MIN_MS
+
+    return TIME_MIN_MS <= ms < TIME_MAX_MS
+
+
+#: The reason given for a time outside ``time_in_range``.
+TIME_RANGE = "outside [1970-01-01, 2200-01-01) as unix ms"
 
 
 def parse_time_ms(text: str) -> int | None:
@@ -244,11 +325,11 @@ def parse_time_ms(text: str) -> int | None:
         return int(text)
     try:
         stamp = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=_dt.timezone.utc)
+        return int(round(stamp.timestamp() * 1000))
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset, and the like
         return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=_dt.timezone.utc)
-    return int(round(stamp.timestamp() * 1000))
 
 
 _HASHTAG_CLEAN = re.compile(r"\s+")
@@ -328,10 +409,15 @@ class Columns:
 # Negative sampling
 
 
-def _pair_keys(users: np.ndarray, items: np.ndarray, item_vocab: np.ndarray) -> np.ndarray:
-    """Unique int64 keys for (user, item) pairs: user * I + dense item index."""
-    dense = np.searchsorted(item_vocab, items)
-    return users.astype(np.int64) * np.int64(len(item_vocab)) + dense.astype(np.int64)
+def _pair_keys(users: np.ndarray, items: np.ndarray, item_vocab: np.ndarray, user_vocab: np.ndarray) -> np.ndarray:
+    """Unique int64 keys for (user, item) pairs: dense user index * I + dense item index.
+
+    Dense indices, not raw ids: a raw user id near 2^63 times I would wrap around int64 and
+    make unrelated pairs collide (a live item wrongly excluded, or a positive sampled).
+    """
+    dense_item = np.searchsorted(item_vocab, items).astype(np.int64)
+    dense_user = np.searchsorted(user_vocab, users).astype(np.int64)
+    return dense_user * np.int64(len(item_vocab)) + dense_item
 
 
 def sample_negatives(
@@ -377,7 +463,8 @@ def sample_negatives(
     if p == 0 or k == 0 or len(item_ids) == 0:
         return out
     vocab = np.sort(item_ids)
-    pos_keys = np.unique(_pair_keys(pos_users, pos_items, vocab))
+    user_vocab = np.unique(np.concatenate([users, pos_users]))
+    pos_keys = np.unique(_pair_keys(pos_users, pos_items, vocab, user_vocab))
     order = np.argsort(item_start, kind="stable")
     s_ids, s_start, s_end = item_ids[order], item_start[order], item_end[order]
     prefix = np.searchsorted(s_start, ts, side="right")  # (P,) items started by t
@@ -385,7 +472,7 @@ def sample_negatives(
     def allowed(rows: np.ndarray, cand_idx: np.ndarray, slot: int) -> np.ndarray:
         cand = s_ids[cand_idx]
         ok = s_end[cand_idx] >= ts[rows]
-        keys = _pair_keys(users[rows], cand, vocab)
+        keys = _pair_keys(users[rows], cand, vocab, user_vocab)
         hit = np.searchsorted(pos_keys, keys)
         hit = np.minimum(hit, len(pos_keys) - 1)
         ok &= ~((pos_keys[hit] == keys) if len(pos_keys) else np.zeros(len(keys), bool))

@@ -18,7 +18,12 @@ Mapping:
 - **Items** become one-slice rooms that go live at their first interaction and end
   at their last; the non-empty text columns joined by ``" | "`` are the title.
   Items missing from the items file keep a null title (counted) unless
-  ``drop_items_without_text``. Items never interacted with are not imported.
+  ``drop_items_without_text``. Items never interacted with are not imported. An
+  items file that is empty or matches none of the interacted items is an error (every
+  title would be null: the wrong file, id column or delimiter).
+- **Checks**: ids are any non-empty strings; times must lie in [1970-01-01, 2200-01-01)
+  (after ``time_unit``), labels must be finite. A UTF-8 byte-order mark is skipped;
+  decoding and quoting errors name the line where they happen.
 - **Queries**: inline ``#hashtags`` of the title, if any (often none: then empty).
 - **Authors**: one placeholder author. ``--negatives K`` samples K negatives per positive.
 
@@ -41,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fluidrec.data.importers.common import (
+    TIME_RANGE,
     TIME_UNIX_MS,
     BadRows,
     Columns,
@@ -48,17 +54,19 @@ from fluidrec.data.importers.common import (
     ImportSummary,
     UserCap,
     add_sampled_negatives,
+    check_input_file,
     finish,
     hashtag_queries,
     item_lifetimes,
     parse_time_ms,
     prepare_out,
     read_csv_rows,
+    time_in_range,
     write_impressions,
     write_one_slice_items,
     write_queries,
 )
-from fluidrec.data.io import DatasetWriter, write_table
+from fluidrec.data.io import PARQUET_WRITE, DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.errors import DataError, UsageError, check
 from fluidrec.utils.io import atomic_path
@@ -122,6 +130,11 @@ class CsvFormat:
 def _resolve(path: Path, first_row: list[str], header: bool, wanted: dict[str, str | None]) -> dict[str, int]:
     """Map role (the CLI flag that names it) -> column index, from header names or 0-based indices."""
     idx: dict[str, int] = {}
+    if any("\x00" in f for f in first_row):  # ASCII text read as UTF-8 from a UTF-16 file: every other byte NUL
+        raise DataError(
+            "line 1 holds NUL bytes: the file looks like UTF-16 without a byte-order mark (try --encoding utf-16-le or utf-16-be)",
+            table=str(path),
+        )
     for role, name in wanted.items():
         if name is None:
             continue
@@ -140,7 +153,7 @@ def _resolve(path: Path, first_row: list[str], header: bool, wanted: dict[str, s
 def _source_map(out: Path, name: str, key: str, values: list[str]) -> None:
     table = pa.table({key: pa.array(np.arange(len(values), dtype=np.int64)), "source_id": pa.array(values, pa.string())})
     with atomic_path(out / f"{name}.parquet") as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, **PARQUET_WRITE)
 
 
 def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = ImportOptions()) -> ImportSummary:
@@ -159,9 +172,8 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
     """
     started = time.perf_counter()
     inter_path, items_path = Path(fmt.interactions), Path(fmt.items)
-    for p in (inter_path, items_path):
-        if not p.is_file():
-            raise DataError("file not found", table=str(p))
+    for p in (inter_path, items_path):  # both, before any output: missing, a directory, or empty
+        check_input_file(p)
     out = prepare_out(out)
     bad = BadRows(options.skip_bad_rows)
     cap = UserCap(options.max_users)
@@ -197,8 +209,8 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
                 continue
             if raw.lstrip("+-").isdigit():
                 ts *= scale
-            if ts < 0:
-                bad.report(inter_path, line_no, "time is negative", raw)
+            if not time_in_range(ts):  # before an int64 overflow, and before validate sees it
+                bad.report(inter_path, line_no, f"time {TIME_RANGE}" + (" (after --time-unit s)" if scale != 1 and raw.lstrip("+-").isdigit() else ""), raw, column=fmt.time_col)
                 continue
         else:
             ts = row_index
@@ -224,6 +236,11 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
         raise DataError("no valid interactions", table=str(inter_path))
 
     texts = _read_items(fmt, items_path, items, bad, options.progress)
+    if not texts:  # every title would be null: the wrong file, id column or delimiter, not a dataset
+        raise DataError(
+            f"none of the {len(items)} interacted items has a row in the items file (check --items / --items-id-col / --delimiter)",
+            table=str(items_path),
+        )
     dropped = 0
     if fmt.drop_items_without_text:
         keep = np.isin(imp["room_id"], np.fromiter(texts.keys(), np.int64, len(texts)))

@@ -26,7 +26,10 @@ Files read from ``--path`` (names as published; optional ones may be absent):
 ``photo_emb_128.parquet``       (optional) photo_id, feature (128 floats)
 ==============================  ==========================================================
 
-Timestamps may be Parquet timestamps, integer unix ms, or ISO date-times (UTC).
+Timestamps may be Parquet timestamps, integer or float unix ms, or ISO date-times (UTC);
+each must lie in [1970-01-01, 2200-01-01). A null or NaN start, a negative id or an id
+beyond int64 is a bad row (named by file, column, row and value), never a silent
+INT64_MIN; a null end means "still live" (end = start + live_duration).
 
 Mapping:
 
@@ -67,11 +70,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fluidrec.data.embeddings import write_embeddings
+from fluidrec.data.embeddings import MAX_ABS_VALUE, write_embeddings
 from fluidrec.data.importers.common import (
+    ID_MAX,
+    TIME_RANGE,
     TIME_UNIX_MS,
     BadRows,
     Columns,
@@ -82,15 +86,17 @@ from fluidrec.data.importers.common import (
     add_sampled_negatives,
     finish,
     hashtag_queries,
-    parse_int,
+    parse_id,
     parse_time_ms,
     prepare_out,
     read_csv_rows,
+    time_in_range,
     write_impressions,
     write_queries,
 )
-from fluidrec.data.io import DatasetWriter, open_parquet, write_table
+from fluidrec.data.io import PARQUET_WRITE, DatasetWriter, iter_parquet, open_parquet, write_table
 from fluidrec.data.schema import LABELS_BINARY, NO_ROOM
+from fluidrec.data.validate import TIME_MAX_MS, TIME_MIN_MS
 from fluidrec.errors import DataError, check
 from fluidrec.utils.io import atomic_path
 
@@ -130,50 +136,93 @@ def _csv_records(path: Path, required: tuple[str, ...], bad: BadRows, progress: 
 
 
 def _parquet_batches(path: Path, columns: list[str], progress: bool) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """Yield (offset of the batch's first row, batch) for the named columns."""
+    """Yield (offset of the batch's first row, batch) for the named columns (corrupt pages: DataError)."""
     pf = open_parquet(path, missing="file not found")
-    for c in columns:
-        if c not in pf.schema_arrow.names:
-            raise DataError("required column is missing", table=str(path), column=c)
     bar = _bar(pf.metadata.num_rows, path.name, progress, unit="row")
     offset = 0
-    for batch in pf.iter_batches(batch_size=65536, columns=columns):
+    for batch in iter_parquet(path, 65536, columns, missing="file not found"):
         yield offset, batch
         offset += batch.num_rows
         bar.update(batch.num_rows)
     bar.close()
 
 
+def _missing(arr: pa.Array) -> np.ndarray:
+    """Null entries, and NaN in float columns (pandas writes a missing value as NaN)."""
+    null = arr.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_floating(arr.type):
+        null = null | np.isnan(arr.fill_null(0).to_numpy(zero_copy_only=False))
+    return null
+
+
 def _int_column(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 values, ok mask) from an integer or string column (ids are anonymized ints)."""
+    """(int64 values, ok mask) from an integer or string column; ok: present, an integer in [0, 2^63).
+
+    Ids and counts are never negative (-1 is ``NO_ROOM``); a NaN or a float is not an id.
+    """
     if pa.types.is_integer(arr.type):
         ok = ~arr.is_null().to_numpy(zero_copy_only=False)
-        return arr.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False), ok
+        raw = arr.fill_null(0).to_numpy(zero_copy_only=False)
+        if raw.dtype == np.uint64:
+            ok &= raw <= np.uint64(ID_MAX)  # would wrap to negative in int64
+        values = raw.astype(np.int64)
+        return values, ok & (values >= 0)
     values = arr.to_pylist()
-    parsed = [parse_int(str(v)) if v is not None else None for v in values]
+    parsed = [parse_id(str(v)) if v is not None else None for v in values]
     ok = np.array([p is not None for p in parsed], dtype=bool)
     return np.array([p if p is not None else 0 for p in parsed], dtype=np.int64), ok
+
+
+_UNIT_MS = {"s": 1000, "ms": 1, "us": 1e-3, "ns": 1e-6}
 
 
 def _ms_column(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(unix ms int64, ok mask) from a timestamp, integer (ms) or date-time string column."""
-    if pa.types.is_timestamp(arr.type):
-        if arr.type.tz is None:
-            arr = arr.cast(pa.timestamp(arr.type.unit, tz="UTC"))
-        ms = pc.cast(arr, pa.timestamp("ms", tz="UTC"), safe=False)
-        ok = ~ms.is_null().to_numpy(zero_copy_only=False)
-        return ms.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False), ok
-    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+    """(unix ms int64, ok mask) from a timestamp, integer (ms), float (ms) or date-time string column.
+
+    ok: present (not null, not NaN) and in [1970-01-01, 2200-01-01). Values are range-checked
+    before any unit conversion, so a huge value never wraps around int64 into a valid-looking
+    time (a NaN cast to int64 used to become INT64_MIN).
+    """
+    if pa.types.is_timestamp(arr.type):  # stored as int64 counts of its unit since the epoch (UTC)
         ok = ~arr.is_null().to_numpy(zero_copy_only=False)
-        return arr.fill_null(0).cast(pa.int64(), safe=False).to_numpy(zero_copy_only=False), ok
-    parsed = [parse_time_ms(str(v)) if v is not None else None for v in arr.to_pylist()]
-    ok = np.array([p is not None for p in parsed], dtype=bool)
-    return np.array([p if p is not None else 0 for p in parsed], dtype=np.int64), ok
+        raw = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64) * _UNIT_MS[arr.type.unit]
+    elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        ok = ~_missing(arr)
+        raw = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
+        raw = np.where(ok, raw, 0.0)
+    else:
+        parsed = [parse_time_ms(str(v)) if v is not None else None for v in arr.to_pylist()]
+        ok = np.array([p is not None and time_in_range(p) for p in parsed], dtype=bool)
+        return np.array([p if k else 0 for p, k in zip(parsed, ok)], dtype=np.int64), ok
+    ok &= (raw >= TIME_MIN_MS) & (raw < TIME_MAX_MS)
+    return np.where(ok, np.round(raw), 0).astype(np.int64), ok
+
+
+def _first_bad(path: Path, bad: BadRows, offset: int, batch: pa.RecordBatch, checks: list[tuple[str, np.ndarray, str]], rows: np.ndarray | None = None) -> np.ndarray:
+    """Report each row failing a check, naming the first failing column and its value; returns the ok mask.
+
+    ``checks``: (column, ok mask, what the column must be). ``rows``: batch row of each
+    mask entry when the masks cover a filtered subset.
+    """
+    ok = np.ones(len(checks[0][1]), bool)
+    for _, mask, _ in checks:
+        ok &= mask
+    for j in np.flatnonzero(~ok):
+        column, _, what = next(c for c in checks if not c[1][j])
+        row = int(j if rows is None else rows[j])
+        value = batch.column(column)[row].as_py() if column in batch.schema.names else None
+        bad.report(path, offset + row, f"{column} must be {what}", value if value is not None else "null", column=column, unit="row")
+    return ok
+
+
+_ID = "an integer id in [0, 2^63)"
+_TIME = "a time in [1970-01-01, 2200-01-01)"
 
 
 def _vectors(arr: pa.Array, path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
     """((n, 128) float32, ok mask): rows with a null, a wrong length or a non-finite value are not ok."""
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
+    is_list = pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)
+    if not is_list or not (pa.types.is_floating(arr.type.value_type) or pa.types.is_integer(arr.type.value_type)):
         raise DataError(f"expected a list of {EMBED_DIM} floats, got {arr.type}", table=str(path), column=column)
     n = len(arr)
     null = arr.is_null().to_numpy(zero_copy_only=False)
@@ -185,9 +234,10 @@ def _vectors(arr: pa.Array, path: Path, column: str) -> tuple[np.ndarray, np.nda
     out = np.zeros((n, EMBED_DIM), np.float32)
     if ok.any():
         good = arr.filter(pa.array(ok))
-        flat = good.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf: not ok below
+            flat = good.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
         out[ok] = flat.reshape(-1, EMBED_DIM)  # (n_ok, 128)
-        ok &= np.isfinite(out).all(axis=1)
+        ok &= np.isfinite(out).all(axis=1) & (np.abs(out) <= MAX_ABS_VALUE).all(axis=1)  # read_embeddings' limits
     return out, ok
 
 
@@ -317,7 +367,7 @@ def import_kuailive_m3(
             }
         )
         with atomic_path(tmp / SOURCES_FILE) as part:
-            pq.write_table(sources, part)
+            pq.write_table(sources, part, **PARQUET_WRITE)
         notes.update(slices_without_embedding=int(len(all_slices["slice_id"]) - len(emb_ids)), queries=n_queries)
 
         summary = finish(
@@ -361,18 +411,22 @@ def _read_sessions(path: Path, cap: UserCap, bad: BadRows, long_view_s: float, p
         raise DataError("file not found (KuaiLive-M3 watch sessions are required)", table=str(path))
     required = ("user_id", "live_id", "live_play_start_timestamp", "play_duration", "like_cnt", "send_gift_cnt", "follow_author_cnt")
     cols = Columns({"ts": np.int64, "user_id": np.int64, "room_id": np.int64, "watch_s": np.float32, "like": np.int8, "gift": np.int8, "follow": np.int8})
+    count_cols = ("play_duration", "like_cnt", "send_gift_cnt", "follow_author_cnt")
     for line_no, r in _csv_records(path, required, bad, progress):
-        user, room = parse_int(r["user_id"]), parse_int(r["live_id"])
+        user, room = parse_id(r["user_id"]), parse_id(r["live_id"])
         if user is None or room is None:
-            bad.report(path, line_no, f"{'user_id' if user is None else 'live_id'} is not an integer", r["user_id"] if user is None else r["live_id"])
+            col = "user_id" if user is None else "live_id"
+            bad.report(path, line_no, f"{col} is not {_ID}", r[col], column=col)
             continue
         ts = parse_time_ms(r["live_play_start_timestamp"])
-        if ts is None:
-            bad.report(path, line_no, "live_play_start_timestamp is not a time", r["live_play_start_timestamp"])
+        if ts is None or not time_in_range(ts):
+            reason = "is not a time" if ts is None else TIME_RANGE
+            bad.report(path, line_no, f"live_play_start_timestamp {reason}", r["live_play_start_timestamp"], column="live_play_start_timestamp")
             continue
-        counts = [parse_int(r[c] or "0") for c in ("play_duration", "like_cnt", "send_gift_cnt", "follow_author_cnt")]
-        if any(c is None or c < 0 for c in counts):
-            bad.report(path, line_no, "play_duration / like_cnt / send_gift_cnt / follow_author_cnt must be integers >= 0")
+        counts = [parse_id(r[c] or "0") for c in count_cols]  # counts: integers in [0, 2^63)
+        if any(c is None for c in counts):
+            col = count_cols[next(k for k, c in enumerate(counts) if c is None)]
+            bad.report(path, line_no, f"{col} must be an integer in [0, 2^63)", r[col], column=col)
             continue
         if not cap.admit(user):
             continue
@@ -397,9 +451,7 @@ def _read_shows(path: Path, cap: UserCap, bad: BadRows, options: ImportOptions) 
             room, ok_r = _int_column(batch.column("live_id"))
             user, ok_u = _int_column(batch.column("user_id"))
             ts, ok_t = _ms_column(batch.column("show_timestamp"))
-            ok = ok_r & ok_u & ok_t
-            for row in np.flatnonzero(~ok):
-                bad.report(path, offset + int(row), "null or non-integer live_id / user_id / show_timestamp (row is 0-based)")
+            ok = _first_bad(path, bad, offset, batch, [("live_id", ok_r, _ID), ("user_id", ok_u, _ID), ("show_timestamp", ok_t, _TIME)])
             if options.max_users is not None:  # only users already admitted from watch sessions
                 ok &= np.fromiter((u in cap.seen for u in user.tolist()), bool, len(user))
             parts["ts"].append(ts[ok])
@@ -423,20 +475,24 @@ def _read_rooms(path: Path, wanted: np.ndarray, bad: BadRows, progress: bool) ->
         author, ok_a = _int_column(batch.column("author_id"))
         start, ok_s = _ms_column(batch.column("start_timestamp"))
         end, ok_e = _ms_column(batch.column("end_timestamp"))
+        null_e = _missing(batch.column("end_timestamp"))  # still live at export: end from the duration
         dur, ok_d = _int_column(batch.column("live_duration"))
-        end = np.where(ok_e, end, np.where(ok_d, start + dur, start))  # null end: still live at export
-        ok = ok_r & ok_a & ok_s
+        ok_d &= dur < TIME_MAX_MS  # so start + dur cannot overflow
+        end = np.where(ok_e, end, np.where(ok_d, start + np.where(ok_d, dur, 0), start))
+        ok_end = (ok_e | null_e) & (end < TIME_MAX_MS)
+        ok_dur = ok_e | ok_d | _missing(batch.column("live_duration"))  # a duration is used only when the end is null
+        checks = [("live_id", ok_r, _ID), ("author_id", ok_a, _ID), ("start_timestamp", ok_s, _TIME),
+                  ("end_timestamp", ok_end, f"null or {_TIME}"), ("live_duration", ok_dur, "null or ms >= 0 ending before 2200")]
+        ok = _first_bad(path, bad, offset, batch, checks)
         sel = ok & np.isin(room, wanted)
         name_col = batch.column("live_name").to_pylist()
-        for row in np.flatnonzero(~ok):
-            bad.report(path, offset + int(row), "null or non-integer live_id / author_id / start_timestamp (row is 0-based)")
         for row in np.flatnonzero(sel & (end < start)):
-            bad.report(path, offset + int(row), "end_timestamp is before start_timestamp (row is 0-based)", int(end[row]))
+            bad.report(path, offset + int(row), "end_timestamp is before start_timestamp", int(end[row]), column="end_timestamp", unit="row")
         sel &= end >= start
         for row in np.flatnonzero(sel):
             r = int(room[row])
             if r in seen:
-                bad.report(path, offset + int(row), "duplicate live_id (row is 0-based)", r)
+                bad.report(path, offset + int(row), "duplicate live_id", r, column="live_id", unit="row")
                 continue
             seen.add(r)
             ids.append(r)
@@ -463,7 +519,7 @@ def _read_segments(seg_dir: Path, wanted: np.ndarray, bad: BadRows, progress: bo
     for shard in shards:
         for offset, batch in _parquet_batches(shard, ["live_stream_id", "segment_id", "feature_128", "timestamp"], progress):
             room, ok_r = _int_column(batch.column("live_stream_id"))
-            sel = np.isin(room, wanted)
+            sel = ok_r & np.isin(room, wanted)
             if not sel.any():
                 continue
             sub = batch.filter(pa.array(sel))
@@ -473,10 +529,8 @@ def _read_segments(seg_dir: Path, wanted: np.ndarray, bad: BadRows, progress: bo
             v, ok_v = _vectors(sub.column("feature_128"), shard, "feature_128")
             sid = sub.column("segment_id").to_pylist()
             ok_s = np.array([s is not None and str(s) != "" for s in sid], bool)
-            ok = ok_r & ok_t & ok_v & ok_s
-            for j in np.flatnonzero(~ok):
-                what = "timestamp" if not ok_t[j] else "feature_128 (null, not 128 floats, or non-finite)" if not ok_v[j] else "segment_id"
-                bad.report(shard, offset + int(rows[j]), f"bad {what} (row is 0-based)")
+            checks = [("timestamp", ok_t, _TIME), ("feature_128", ok_v, f"{EMBED_DIM} finite floats within +-{MAX_ABS_VALUE:g}"), ("segment_id", ok_s, "a non-empty id")]
+            ok = ok_r & _first_bad(shard, bad, offset, batch, checks, rows=rows)
             rooms.append(room[ok])
             ts.append(t[ok])
             vecs.append(v[ok])
@@ -558,9 +612,10 @@ def _read_comments(path: Path, slices: dict[str, np.ndarray], bad: BadRows, prog
     slice_of = _slice_lookup(slices)
     rooms, ts, texts = [], [], []
     for line_no, r in _csv_records(path, ("live_stream_id", "content", "comment_ts"), bad, progress):
-        room, t = parse_int(r["live_stream_id"]), parse_time_ms(r["comment_ts"])
-        if room is None or t is None:
-            bad.report(path, line_no, "live_stream_id is not an integer" if room is None else "comment_ts is not a time")
+        room, t = parse_id(r["live_stream_id"]), parse_time_ms(r["comment_ts"])
+        if room is None or t is None or not time_in_range(t):
+            col = "live_stream_id" if room is None else "comment_ts"
+            bad.report(path, line_no, f"live_stream_id is not {_ID}" if room is None else f"comment_ts is not {_TIME}", r[col], column=col)
             continue
         text = r["content"].strip()
         if room in wanted and text:
@@ -579,9 +634,9 @@ def _read_id_set(path: Path, column: str, bad: BadRows, progress: bool) -> set[i
     ids: set[int] = set()
     if path.is_file():
         for line_no, r in _csv_records(path, (column,), bad, progress):
-            v = parse_int(r[column])
+            v = parse_id(r[column])
             if v is None:
-                bad.report(path, line_no, f"{column} is not an integer", r[column])
+                bad.report(path, line_no, f"{column} is not {_ID}", r[column], column=column)
                 continue
             ids.add(v)
     return ids
@@ -597,13 +652,13 @@ def _read_videos(root: Path, bad: BadRows, progress: bool, *, first_id: int, max
             pid, ok_p = _int_column(batch.column("photo_id"))
             aid, ok_a = _int_column(batch.column("author_id"))
             cover, vtext = batch.column("cover_title").to_pylist(), batch.column("video_texts").to_pylist()
+            good = _first_bad(meta_path, bad, offset, batch, [("photo_id", ok_p, _ID), ("author_id", ok_a, _ID)])
             for row in range(batch.num_rows):
-                if not (ok_p[row] and ok_a[row]):
-                    bad.report(meta_path, offset + row, "null or non-integer photo_id / author_id (row is 0-based)")
+                if not good[row]:
                     continue
                 p = int(pid[row])
                 if p in seen:
-                    bad.report(meta_path, offset + row, "duplicate photo_id (row is 0-based)", p)
+                    bad.report(meta_path, offset + row, "duplicate photo_id", p, column="photo_id", unit="row")
                     continue
                 seen.add(p)
                 photos.append(p)
@@ -620,9 +675,9 @@ def _read_videos(root: Path, bad: BadRows, progress: bool, *, first_id: int, max
     tag_path = root / "photo_tag.csv"
     if tag_path.is_file() and n:
         for line_no, r in _csv_records(tag_path, ("photo_id", *TAG_COLUMNS), bad, progress):
-            p = parse_int(r["photo_id"])
+            p = parse_id(r["photo_id"])
             if p is None:
-                bad.report(tag_path, line_no, "photo_id is not an integer", r["photo_id"])
+                bad.report(tag_path, line_no, f"photo_id is not {_ID}", r["photo_id"], column="photo_id")
                 continue
             if p in index:
                 tags[index[p]] = tuple(r[c].strip() for c in TAG_COLUMNS)
@@ -636,9 +691,10 @@ def _read_videos(root: Path, bad: BadRows, progress: bool, *, first_id: int, max
             if not sel.any():
                 continue
             v, ok_v = _vectors(batch.column("feature").filter(pa.array(sel)), emb_path, "feature")
-            for j, row in enumerate(np.flatnonzero(sel)):
-                if not ok_v[j]:
-                    bad.report(emb_path, offset + int(row), "feature is null, not 128 floats, or non-finite (row is 0-based)")
+            rows = np.flatnonzero(sel)
+            good = _first_bad(emb_path, bad, offset, batch, [("feature", ok_v, f"{EMBED_DIM} finite floats within +-{MAX_ABS_VALUE:g}")], rows=rows)
+            for j, row in enumerate(rows):
+                if not good[j]:
                     continue
                 k = index[int(pid[row])]
                 vectors[k], has_emb[k] = v[j], True

@@ -15,7 +15,11 @@ Mapping:
   ``time_kind = "sequence_index"`` and benchmarks should split leave-last-out.
 - **Items** become one-slice rooms (room_id = slice_id = item id) that go live at
   their first interaction (earliest pseudo-time over all users) and end at their
-  last; the title is the slice title (null when the titles file lacks the item).
+  last; the title is the slice title (null when the titles file lacks the item; a
+  titles file that is empty or has none of the items is an error).
+- **Ids** must be integers in [0, 2^63): a negative id is refused (-1 is ``NO_ROOM``, and
+  negative items could never be sampled as negatives). ``step_ms`` times the longest
+  sequence must stay before 2200-01-01 (unix ms).
 - **Impressions**: every sequence entry is a positive (click = 1; other labels 0,
   watch_s 0); ``--negatives K`` adds K sampled negatives per positive from the
   items live at that pseudo-time. request_id = index of the positive.
@@ -45,6 +49,7 @@ from fluidrec.data.importers.common import (
     finish,
     hashtag_queries,
     item_lifetimes,
+    parse_id,
     parse_int,
     prepare_out,
     read_csv_rows,
@@ -55,7 +60,8 @@ from fluidrec.data.importers.common import (
 )
 from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
-from fluidrec.errors import DataError, check
+from fluidrec.data.validate import TIME_MAX_MS
+from fluidrec.errors import DataError, UsageError, check
 
 PAIRS_FILE = "MicroLens-50k_pairs.tsv"
 TITLES_FILE = "MicroLens-50k_titles.csv"
@@ -93,7 +99,7 @@ def import_microlens(
     Example:
         >>> import_microlens("microlens_50k", "out", ImportOptions(max_users=2000, negatives=1))
     """
-    check(step_ms > 0, f"step_ms must be > 0, got {step_ms}")
+    check(0 < step_ms < TIME_MAX_MS, f"step_ms must be in [1, {TIME_MAX_MS}) (pseudo-times are unix ms before 2200), got {step_ms}")
     started = time.perf_counter()
     root = Path(path)
     pairs_path = _find(root, PAIRS_FILE, pairs_file)
@@ -114,17 +120,23 @@ def import_microlens(
         if len(parts) != 2:
             bad.report(pairs_path, line_no, f"expected 2 tab-separated fields (user, items), got {len(parts)}", line[:80])
             continue
-        user = parse_int(parts[0])
+        user = parse_id(parts[0])
         if user is None:
-            bad.report(pairs_path, line_no, "user id is not an integer", parts[0])
+            bad.report(pairs_path, line_no, _id_reason("user", parts[0]), parts[0], column="user")
             continue
-        items = [parse_int(tok) for tok in parts[1].split()]
+        items = [parse_id(tok) for tok in parts[1].split()]
         if not items:
             bad.report(pairs_path, line_no, "user has no items", line[:80])
             continue
         if any(i is None for i in items):
-            bad.report(pairs_path, line_no, "item id is not an integer", next(t for t in parts[1].split() if parse_int(t) is None))
+            tok = next(t for t in parts[1].split() if parse_id(t) is None)
+            bad.report(pairs_path, line_no, _id_reason("item", tok), tok, column="items")
             continue
+        if (len(items) - 1) * step_ms >= TIME_MAX_MS:  # the pseudo-times would leave the time range (and int64)
+            raise UsageError(
+                f"{pairs_path}: line {line_no}: {len(items)} items x --step-ms {step_ms} puts pseudo-times past "
+                f"2200-01-01 (unix ms {TIME_MAX_MS}); use a smaller --step-ms"
+            )
         if user in seen_users:
             bad.report(pairs_path, line_no, "user appears on more than one line", user)
             continue
@@ -138,6 +150,8 @@ def import_microlens(
 
     item_ids, start, end = item_lifetimes(imp["room_id"], imp["ts"])
     titles = _read_titles(titles_path, set(item_ids.tolist()), bad, options.progress)
+    if not titles:  # every title would be null: a wrong or truncated titles file
+        raise DataError(f"none of the {len(item_ids)} items in {pairs_path.name} has a title here", table=str(titles_path))
 
     n = len(imp["ts"])
     imp["slice_id"] = imp["room_id"]
@@ -182,6 +196,16 @@ def import_microlens(
     return summary
 
 
+def _id_reason(what: str, token: str) -> str:
+    """Why ``token`` is not an id: not an integer, negative, or too big for int64."""
+    value = parse_int(token)
+    if value is None:
+        return f"{what} id is not an integer"
+    if value < 0:
+        return f"{what} id is negative (ids are >= 0; -1 means 'no room')"
+    return f"{what} id does not fit int64 (at most 2^63 - 1)"
+
+
 def _read_titles(path: Path, wanted: set[int], bad: BadRows, progress: bool) -> dict[int, str]:
     """Read ``item,title`` rows (header required) for the wanted items."""
     titles: dict[int, str] = {}
@@ -197,9 +221,9 @@ def _read_titles(path: Path, wanted: set[int], bad: BadRows, progress: bool) -> 
         if len(fields) != 2:
             bad.report(path, line_no, f"expected 2 fields (item, title), got {len(fields)}", ",".join(fields)[:80])
             continue
-        item = parse_int(fields[0])
+        item = parse_id(fields[0])
         if item is None:
-            bad.report(path, line_no, "item id is not an integer", fields[0])
+            bad.report(path, line_no, _id_reason("item", fields[0]), fields[0], column="item")
             continue
         if item in seen:
             bad.report(path, line_no, "duplicate item id", item)

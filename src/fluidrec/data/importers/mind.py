@@ -19,7 +19,9 @@ Mapping:
   ``"category subcategory"`` -> ``tags``; category -> ``topic_l1`` and subcategory ->
   ``topic_l2`` (dense ids; names in ``manifest["topic_names"]``), l3/l4 = -1.
   News missing from news.tsv keep a null title (counted) unless
-  ``drop_items_without_text`` drops their impressions.
+  ``drop_items_without_text`` drops their impressions; a news.tsv that is empty or
+  has none of the news is an error. Times before 1970 (negative unix time) or ids
+  beyond int64 are bad rows.
 - **Queries**: the labels of the title's entities (``title_entities``), up to 3 per news.
 - **Authors**: one placeholder author.
 
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from fluidrec.data.importers.common import (
+    TIME_RANGE,
     TIME_UNIX_MS,
     BadRows,
     Columns,
@@ -48,8 +51,10 @@ from fluidrec.data.importers.common import (
     add_sampled_negatives,
     finish,
     item_lifetimes,
+    parse_id,
     prepare_out,
     read_lines,
+    time_in_range,
     write_impressions,
     write_one_slice_items,
     write_queries,
@@ -64,6 +69,7 @@ _USER = re.compile(r"U(\d+)")
 _NEWS = re.compile(r"N(\d+)")
 _ENTRY = re.compile(r"N(\d+)-([01])")
 _TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+_TOO_BIG = "id does not fit int64 (at most 2^63 - 1)"
 
 
 def _parse_time(text: str) -> int | None:
@@ -117,18 +123,22 @@ def import_mind(
         if len(f) != 5:
             bad.report(behaviors, line_no, f"expected 5 tab-separated fields, got {len(f)}", line[:80])
             continue
-        if not f[0].strip().isdigit():
-            bad.report(behaviors, line_no, "impression_id is not an integer", f[0])
+        request = parse_id(f[0])
+        if request is None:
+            reason = "impression_id is not an integer" if not f[0].strip().isdigit() else _TOO_BIG
+            bad.report(behaviors, line_no, reason, f[0], column="impression_id")
             continue
-        request = int(f[0])
         m = _USER.fullmatch(f[1].strip())
-        if not m:
-            bad.report(behaviors, line_no, "user_id is not of the form U<digits>", f[1])
+        if not m or parse_id(m.group(1)) is None:
+            bad.report(behaviors, line_no, "user_id is not of the form U<digits>" if not m else _TOO_BIG, f[1], column="user_id")
             continue
         user = int(m.group(1))
         ts = _parse_time(f[2])
         if ts is None:
-            bad.report(behaviors, line_no, "time is not 'M/D/YYYY h:mm:ss AM/PM'", f[2])
+            bad.report(behaviors, line_no, "time is not 'M/D/YYYY h:mm:ss AM/PM'", f[2], column="time")
+            continue
+        if not time_in_range(ts):  # e.g. a date before 1970 would be a negative unix time
+            bad.report(behaviors, line_no, f"time {TIME_RANGE}", f[2], column="time")
             continue
         history = f[3].split()
         if any(not _NEWS.fullmatch(h) for h in history):
@@ -139,7 +149,10 @@ def import_mind(
             bad.report(behaviors, line_no, "impressions list is empty")
             continue
         if not all(entries):
-            bad.report(behaviors, line_no, "impression entry is not of the form N<digits>-<0|1>", next(t for t, e in zip(f[4].split(), entries) if not e))
+            bad.report(behaviors, line_no, "impression entry is not of the form N<digits>-<0|1>", next(t for t, e in zip(f[4].split(), entries) if not e), column="impressions")
+            continue
+        if any(parse_id(e.group(1)) is None for e in entries):
+            bad.report(behaviors, line_no, _TOO_BIG, next(e.group(0) for e in entries if parse_id(e.group(1)) is None), column="impressions")
             continue
         if request in seen_requests:
             bad.report(behaviors, line_no, "duplicate impression_id", request)
@@ -155,6 +168,8 @@ def import_mind(
         raise DataError("no valid impressions", table=str(behaviors))
 
     news = _read_news(news_path, set(np.unique(imp["room_id"]).tolist()), bad, options.progress)
+    if not news:  # every title would be null: a wrong or truncated news.tsv
+        raise DataError(f"none of the news in {BEHAVIORS_FILE} has a row here", table=str(news_path))
     dropped = 0
     if drop_items_without_text:
         keep = np.fromiter((int(i) in news for i in imp["room_id"]), dtype=bool, count=len(imp["room_id"]))
@@ -240,17 +255,17 @@ def _read_news(path: Path, wanted: set[int], bad: BadRows, progress: bool) -> di
             bad.report(path, line_no, f"expected 8 tab-separated fields, got {len(f)}", line[:80])
             continue
         m = _NEWS.fullmatch(f[0].strip())
-        if not m:
-            bad.report(path, line_no, "news_id is not of the form N<digits>", f[0])
+        if not m or parse_id(m.group(1)) is None:
+            bad.report(path, line_no, "news_id is not of the form N<digits>" if not m else _TOO_BIG, f[0], column="news_id")
             continue
         if not f[1].strip():
             bad.report(path, line_no, "category is empty")
             continue
         try:
             ents = json.loads(f[6]) if f[6].strip() else []
-            labels = [e["Label"] for e in ents if isinstance(e, dict) and e.get("Label")]
-        except (json.JSONDecodeError, TypeError):
-            bad.report(path, line_no, "title_entities is not a JSON list", f[6][:80])
+            labels = [e["Label"] for e in ents if isinstance(e, dict) and isinstance(e.get("Label"), str) and e["Label"]]
+        except (ValueError, TypeError, RecursionError):  # JSON errors; ints over 4300 digits; nesting too deep to parse
+            bad.report(path, line_no, "title_entities is not a JSON list", f[6][:80], column="title_entities")
             continue
         nid = int(m.group(1))
         if nid in seen:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fluidrec.utils.cli import add_json_flag, emit, non_negative_int, prepare_out_dir, render_kv
+from fluidrec.utils.cli import add_json_flag, emit, output_dir, render_kv, seed_int
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     )
     g.add_argument("--scale", required=True, help="size preset: tiny (seconds, tests), small (demo, ~1M impressions), "
                    "medium (~10M), large (~100M)")
-    g.add_argument("--seed", type=non_negative_int, default=0, help="random seed, an integer >= 0 (default 0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="random seed, an integer in [0, 2^31) (default 0)")
     g.add_argument("--out", required=True, metavar="DIR", help="output directory (must be empty unless --force)")
     g.add_argument("--force", action="store_true", help="replace what a non-empty output directory holds (the old dataset stays whole until the new one is)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -33,8 +33,8 @@ def _generate(args: argparse.Namespace) -> int:
     from fluidrec.data.world.generate import generate_world_summary
 
     cfg = WorldConfig.for_scale(args.scale, seed=args.seed)  # ConfigError (exit 2) on an unknown scale
-    out = prepare_out_dir(args.out, args.force)
-    s = generate_world_summary(cfg, out, progress=not args.no_progress)
+    with output_dir(args.out, args.force) as out:
+        s = generate_world_summary(cfg, out, progress=not args.no_progress)
     result = {"out": str(s.out_dir), "scale": cfg.scale, "seed": cfg.seed, "rows": s.rows,
               "ctr": round(s.ctr, 5), "seconds": round(s.seconds, 2)}
     emit(result, args.json, _render)

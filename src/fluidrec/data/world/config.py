@@ -115,6 +115,23 @@ class WorldConfig:
     live_queries_max: int = 2  # per live slice, at most this many (one per engagement)
     video_queries_mean: float = 3.0  # Poisson mean per video (denser, fluid.txt 3.1.1)
     video_queries_max: int = 6
+    # --- segments and highlight moments (foresight; off by default) ---------------
+    # Defaults reproduce the world without segments bit for bit: with ``segments`` False no
+    # segment is drawn, no stream is consumed and no label changes (docs/world.md, "Segments").
+    segments: bool = False  # draw 30-s segments and their highlight moments
+    segment_s: int = 30  # live_foresight_sid.txt 3.1.1: "30-second segments"
+    segment_sibling_prob: float = 0.1  # a segment wanders to a sibling leaf of its slice's topic
+    segment_lead_prob: float = 0.5  # the last segment before a topic switch already shows the next topic
+    highlight_gap_mean: float = 8.0  # segments between two highlight moments (mean, 1 + Poisson)
+    highlight_len_mean: float = 3.0  # segments per highlight moment (mean, 1 + Poisson)
+    highlight_propensity_sigma: float = 0.5  # per-author log-normal multiplier of the highlight rate
+    performance_l1: tuple[int, ...] = (0, 1, 3, 4)  # L1 topics whose highlights are performances (else interaction)
+    highlight_words: int = 4  # moment words added to a highlight segment's transcript and comments
+    highlight_horizon: int = 4  # segments from now that engagement looks at (2 minutes)
+    highlight_watch_weight: float = 0.0  # log watch mean += w * share of highlight segments ahead
+    highlight_like_weight: float = 0.0  # like logit += w * share of performance segments ahead
+    highlight_gift_weight: float = 0.0  # gift logit += w * share of performance segments ahead
+    highlight_follow_weight: float = 0.0  # follow logit += w * share of interaction segments ahead
 
     def __post_init__(self) -> None:
         check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
@@ -147,6 +164,22 @@ class WorldConfig:
             check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         check(self.future_slices >= 0 and self.live_queries_max >= 0 and self.video_queries_max >= 0,
               "future_slices, live_queries_max and video_queries_max must be >= 0")
+        self._check_segments()
+
+    def _check_segments(self) -> None:
+        check(isinstance(self.segments, bool), f"segments must be a bool, got {self.segments!r}")
+        check(isinstance(self.segment_s, int) and self.segment_s > 0 and self.slice_s % self.segment_s == 0,
+              f"segment_s must be a positive integer dividing slice_s ({self.slice_s}), got {self.segment_s!r}")
+        for name in ("segment_sibling_prob", "segment_lead_prob"):
+            check(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check(self.highlight_gap_mean >= 1 and self.highlight_len_mean >= 1, "highlight_gap_mean and highlight_len_mean must be >= 1")
+        check(self.highlight_propensity_sigma >= 0, "highlight_propensity_sigma must be >= 0")
+        check(all(0 <= int(v) < self.branching[0] for v in self.performance_l1),
+              f"performance_l1 must hold level-1 topic ids in [0, {self.branching[0]}), got {self.performance_l1}")
+        check(self.highlight_words >= 0 and self.highlight_horizon >= 1, "need highlight_words >= 0 and highlight_horizon >= 1")
+        if not self.segments:
+            for name in SEGMENT_EFFECTS:
+                check(getattr(self, name) == 0.0, f"{name} needs segments=True (highlight moments exist only with segments)")
 
     @property
     def n_leaves(self) -> int:
@@ -172,10 +205,29 @@ class WorldConfig:
         return cls(seed=seed, scale=scale, **{**_SCALE_SIZES[scale], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """All fields, except the segment fields while they hold their defaults.
+
+        Leaving them out keeps the dict of a world without segments exactly what it was
+        before they existed, so manifests, ``truth.json`` and the stage keys of earlier runs
+        stay valid (``from_dict`` fills the defaults back in).
+        """
+        d = dataclasses.asdict(self)
+        defaults = _DEFAULTS
+        if not self.segments and all(d[k] == defaults[k] for k in SEGMENT_FIELDS):
+            for k in SEGMENT_FIELDS:
+                del d[k]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WorldConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in fields}
         return cls(**kw)
+
+
+SEGMENT_EFFECTS = ("highlight_watch_weight", "highlight_like_weight", "highlight_gift_weight", "highlight_follow_weight")
+SEGMENT_FIELDS = (
+    "segments", "segment_s", "segment_sibling_prob", "segment_lead_prob", "highlight_gap_mean", "highlight_len_mean",
+    "highlight_propensity_sigma", "performance_l1", "highlight_words", "highlight_horizon", *SEGMENT_EFFECTS,
+)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(WorldConfig)}

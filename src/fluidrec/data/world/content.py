@@ -163,3 +163,32 @@ def render_frames(leaves: np.ndarray, tax: Taxonomy, palette: dict[str, np.ndarr
     img += np.repeat(np.repeat(grain, 2, axis=1), 2, axis=2)[:, :size, :size]
     img += rng.standard_normal((n, 1, 1, 1), dtype=f32) * 10
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+# Words a highlight moment adds to a segment's speech and chat (assumption, after the
+# paper's Figure 1/3 cases: performances draw applause and gifts, interaction moments
+# draw questions and follows). They are new words: slices never carry them.
+MOMENT_WORDS: dict[int, tuple[str, ...]] = {
+    1: ("encore", "applause", "bravo", "solo", "finale", "spotlight", "standing", "ovation", "climax", "showtime"),
+    2: ("shoutout", "giveaway", "qna", "vote", "reply", "dm", "poll", "ask", "announce", "collab"),
+}
+SEGMENT_FIELDS = ("transcript", "comments", "tags")
+
+
+def segment_text(tax: Taxonomy, leaves: np.ndarray, moment: np.ndarray, n_moment_words: int, rng: np.random.Generator) -> dict[str, list[str]]:
+    """Transcript, comments and tags of a batch of 30-s segments (live mixtures).
+
+    A highlight segment (``moment`` 1 or 2) gets ``n_moment_words`` words of its kind
+    appended to its transcript and its comments.
+    """
+    cols = {f: sample_text(tax, leaves, f, MIXES["live"][f], rng, prefix="#" if f == "tags" else "") for f in SEGMENT_FIELDS}
+    if n_moment_words == 0:
+        return cols
+    for kind, words in MOMENT_WORDS.items():
+        rows = np.flatnonzero(moment == kind)
+        vocab = np.array(words, dtype=object)
+        for field in ("transcript", "comments"):
+            picks = vocab[rng.integers(0, len(vocab), size=(len(rows), n_moment_words))]  # (n_kind, W)
+            for r, extra in zip(rows, picks):
+                cols[field][r] = cols[field][r] + " " + " ".join(extra)
+    return cols

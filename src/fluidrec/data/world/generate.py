@@ -34,9 +34,11 @@ from fluidrec.data.world.population import (
     DIURNAL,
     Authors,
     Rooms,
+    Segments,
     Users,
     make_authors,
     make_rooms,
+    make_segments,
     make_users,
     slice_times,
 )
@@ -44,6 +46,7 @@ from fluidrec.data.world.taxonomy import Taxonomy, build_taxonomy
 from fluidrec.data.world.truth import World
 
 SOURCE = "synthetic-world"
+SEGMENTS_FILE = "segments.parquet"  # written only when cfg.segments (docs/world.md, "Segments")
 _CHUNK = 4096  # slices rendered per batch (bounds memory of text + frames)
 _STREAMS = ("taxonomy", "authors", "rooms", "users", "truth", "slices", "videos", "impressions", "queries")
 
@@ -156,6 +159,54 @@ def _write_slices(
             bar.update(e - s)
     bar.close()
     return {"ids": v_ids, "leaf": v_leaf, "author": v_author}
+
+
+def _segment_streams(cfg: WorldConfig) -> tuple[np.random.Generator, np.random.Generator] | None:
+    """Two streams (segment moments, segment text) of their own, or None without segments.
+
+    They are spawned after the generator's own streams, so switching segments on changes
+    no draw of the tables the world makes without them.
+    """
+    if not cfg.segments:
+        return None
+    children = np.random.SeedSequence(cfg.seed).spawn(len(_STREAMS) + 2)[len(_STREAMS):]
+    return np.random.default_rng(children[0]), np.random.default_rng(children[1])
+
+
+def _write_segments(out: Path, cfg: WorldConfig, tax: Taxonomy, rooms: Rooms, segs: Segments,
+                    rng: np.random.Generator, progress: bool) -> Path:
+    """``segments.parquet``: one row per 30-s segment (a foresight side table, in segment_id order)."""
+    import pyarrow.parquet as pq
+
+    from fluidrec.utils.io import atomic_path
+
+    bar = _bar(len(segs), "segments", progress)
+    path = out / SEGMENTS_FILE
+    with atomic_path(path) as tmp:
+        writer = None
+        for s in range(0, max(len(segs), 1), _CHUNK * 4):
+            e = min(len(segs), s + _CHUNK * 4)
+            anc = tax.ancestors[segs.leaf[s:e]]
+            cols = {
+                "segment_id": np.arange(s, e, dtype=np.int64),
+                "room_id": segs.room[s:e],
+                "author_id": rooms.author[segs.room[s:e]],
+                "slice_id": segs.slice[s:e],
+                "start_ts": segs.start_ms[s:e],
+                "end_ts": segs.end_ms[s:e],
+                **{f"topic_l{lv + 1}": anc[:, lv].astype(np.int32) for lv in range(4)},
+                "moment": segs.moment[s:e],
+                **content.segment_text(tax, segs.leaf[s:e], segs.moment[s:e], cfg.highlight_words, rng),
+            }
+            table = pa.table(cols)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+            bar.update(e - s)
+        if writer is not None:
+            writer.close()
+    bar.close()
+    return path
 
 
 def _bar(total: int, desc: str, progress: bool):
@@ -295,6 +346,7 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
     authors = make_authors(cfg, tax, rng["authors"])
     rooms = make_rooms(cfg, tax, authors, rng["rooms"])
     users = make_users(cfg, tax, rng["users"])
+    segments = make_segments(cfg, tax, rooms, seg_rng[0]) if (seg_rng := _segment_streams(cfg)) else None
     world = World(cfg, {
         "room_author": rooms.author,
         "room_start": rooms.start_ms,
@@ -306,6 +358,7 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
         "author_quality": authors.quality,
         "user_affinity": users.affinity,
         "user_bias": users.bias,
+        **({} if segments is None else {"segment_moment": segments.moment, "room_first_segment": segments.room_first}),
     })
     world.save(out)
     timings = {"population": time.perf_counter() - t_start}
@@ -333,6 +386,10 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
     t0 = time.perf_counter()
     videos = _write_slices(out, cfg, tax, authors, rooms, rng["slices"], rng["videos"], progress)
     timings["slices"] = time.perf_counter() - t0
+    if segments is not None:
+        t0 = time.perf_counter()
+        _write_segments(out, cfg, tax, rooms, segments, seg_rng[1], progress)
+        timings["segments"] = time.perf_counter() - t0
 
     # Impressions, one day (one row group) at a time.
     from tqdm.auto import tqdm

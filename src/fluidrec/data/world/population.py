@@ -199,3 +199,75 @@ def make_users(cfg: WorldConfig, tax: Taxonomy, rng: np.random.Generator, chunk:
         aff[s:e] = affinity_matrix(cfg, tax, marg)
     i32 = np.int32
     return Users(age.astype(i32), gender.astype(i32), region.astype(i32), activity_level.astype(i32), activity, aff, bias)
+
+
+# Moment kinds of a segment (``Segments.moment``).
+MOMENT_NONE, MOMENT_PERFORMANCE, MOMENT_INTERACTION = 0, 1, 2
+
+
+@dataclasses.dataclass
+class Segments:
+    """30-second sub-slices of every live slice (index = segment_id, in room then time order)."""
+
+    room: np.ndarray  # (G,) int64
+    slice: np.ndarray  # (G,) int64 the slice the segment belongs to
+    start_ms: np.ndarray  # (G,) int64
+    end_ms: np.ndarray  # (G,) int64 (the last segment of a room may be shorter)
+    leaf: np.ndarray  # (G,) int64 topic shown in the segment
+    moment: np.ndarray  # (G,) int8 MOMENT_NONE / MOMENT_PERFORMANCE / MOMENT_INTERACTION
+    room_first: np.ndarray  # (R,) int64 segment_id of each room's first segment
+
+    def __len__(self) -> int:
+        return len(self.room)
+
+
+def room_segment_counts(cfg: WorldConfig, rooms: Rooms) -> np.ndarray:
+    """(R,) segments per room: ceil(life / segment_s)."""
+    seg_ms = cfg.segment_s * 1000
+    return -(-(rooms.end_ms - rooms.start_ms) // seg_ms)
+
+
+def make_segments(cfg: WorldConfig, tax: Taxonomy, rooms: Rooms, rng: np.random.Generator) -> Segments:
+    """Segments of every room: topic from the slice (with drift) and highlight moments.
+
+    Topic: a segment shows its slice's leaf; with ``segment_sibling_prob`` a sibling leaf
+    (content wanders around the topic), and the last segment of a slice before a topic
+    switch shows the next slice's leaf with ``segment_lead_prob`` (switches are gradual).
+    Highlights: each room alternates ordinary runs (1 + Poisson(gap - 1) segments, the gap
+    divided by the author's log-normal propensity) and highlight runs (1 + Poisson(len - 1));
+    a highlight is a performance under a ``performance_l1`` topic, else an interaction.
+    """
+    n_seg = room_segment_counts(cfg, rooms)  # (R,)
+    room = np.repeat(np.arange(len(rooms), dtype=np.int64), n_seg)
+    room_first = np.concatenate([[0], np.cumsum(n_seg)[:-1]]).astype(np.int64)
+    k = np.arange(len(room), dtype=np.int64) - room_first[room]
+    seg_ms = cfg.segment_s * 1000
+    start = rooms.start_ms[room] + k * seg_ms
+    end = np.minimum(start + seg_ms, rooms.end_ms[room])
+    per_slice = cfg.slice_s // cfg.segment_s
+    slice_id = rooms.first_slice[room] + k // per_slice
+    leaf = rooms.slice_leaf[slice_id].copy()
+    last_slice = rooms.first_slice[room] + rooms.n_slices[room] - 1
+    nxt = np.minimum(slice_id + 1, last_slice)
+    lead = (k % per_slice == per_slice - 1) & (slice_id < last_slice) & (rng.random(len(room)) < cfg.segment_lead_prob)
+    leaf = np.where(lead, rooms.slice_leaf[nxt], leaf)
+    wander = rng.random(len(room)) < cfg.segment_sibling_prob
+    leaf = np.where(wander, tax.siblings_of_leaf(leaf, rng), leaf)
+
+    n_authors = int(rooms.author.max(initial=-1)) + 1
+    propensity = np.exp(rng.normal(0.0, cfg.highlight_propensity_sigma, size=n_authors))[rooms.author]  # (R,)
+    gap_mean = np.maximum(cfg.highlight_gap_mean / propensity, 1.0)
+    on = np.zeros(len(rooms), dtype=bool)
+    left = 1 + rng.poisson(gap_mean - 1.0)  # (R,) segments left in the current run
+    high = np.zeros(len(room), dtype=bool)
+    for j in range(int(n_seg.max(initial=0))):
+        alive = np.nonzero(n_seg > j)[0]
+        flip = alive[left[alive] == 0]
+        on[flip] = ~on[flip]
+        left[flip] = 1 + np.where(on[flip], rng.poisson(cfg.highlight_len_mean - 1.0, size=len(flip)),
+                                  rng.poisson(gap_mean[flip] - 1.0))
+        high[room_first[alive] + j] = on[alive]
+        left[alive] -= 1
+    perf = np.isin(tax.ancestors[leaf, 0], np.asarray(cfg.performance_l1, dtype=np.int64))
+    moment = np.where(high, np.where(perf, MOMENT_PERFORMANCE, MOMENT_INTERACTION), MOMENT_NONE).astype(np.int8)
+    return Segments(room, slice_id, start, end, leaf, moment, room_first)

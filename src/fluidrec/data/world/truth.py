@@ -88,6 +88,10 @@ class World:
         self._room_const = (cfg.quality_weight * self._log_q[self.room_author] + self.room_effect).astype(np.float64)
         self._slice_ms = cfg.slice_s * 1000
         self._noise_key = _splitmix64(np.array([cfg.seed ^ 0x5EED], dtype=np.uint64))[0]
+        # Segments (cfg.segments only): the moment kind of every 30-s segment and each room's
+        # first segment; absent otherwise, so a world without segments saves the same arrays.
+        self.segment_moment = arrays["segment_moment"].astype(np.int8, copy=False) if "segment_moment" in arrays else None
+        self.room_first_segment = arrays["room_first_segment"].astype(np.int64, copy=False) if "room_first_segment" in arrays else None
 
     # ------------------------------------------------------------------ io
     def arrays(self) -> dict[str, np.ndarray]:
@@ -102,6 +106,7 @@ class World:
             "author_quality": self.author_quality,
             "user_affinity": self.user_affinity,
             "user_bias": self.user_bias,
+            **({} if self.segment_moment is None else {"segment_moment": self.segment_moment, "room_first_segment": self.room_first_segment}),
         }
 
     def save(self, dataset_dir: str | os.PathLike) -> Path:
@@ -180,6 +185,33 @@ class World:
             total += np.where(ok, self.user_affinity[user_ids, leaf], 0.0)
             count += ok
         return np.where(count > 0, total / np.maximum(count, 1), aff_now)
+
+    def upcoming_moments(self, room_ids: np.ndarray, t_ms: np.ndarray) -> dict[str, np.ndarray]:
+        """Share of performance / interaction segments among the next ``highlight_horizon`` ones.
+
+        The window starts at the segment on air at ``t_ms`` and stops at the room's end;
+        rows whose room is off air (or a world without segments) get 0.
+        """
+        n = len(room_ids)
+        if self.segment_moment is None:
+            return {"performance": np.zeros(n), "interaction": np.zeros(n)}
+        seg_ms = self.cfg.segment_s * 1000
+        start, end = self.room_start[room_ids], self.room_end[room_ids]
+        on_air = (t_ms >= start) & (t_ms < end)
+        now = self.room_first_segment[room_ids] + np.where(on_air, (t_ms - start) // seg_ms, 0)
+        last = self.room_first_segment[room_ids] + (end - start - 1) // seg_ms
+        perf = np.zeros(n)
+        inter = np.zeros(n)
+        count = np.zeros(n)
+        for j in range(self.cfg.highlight_horizon):
+            g = now + j
+            ok = on_air & (g <= last)
+            m = self.segment_moment[np.where(ok, g, 0)]
+            perf += ok & (m == 1)
+            inter += ok & (m == 2)
+            count += ok
+        count = np.maximum(count, 1)
+        return {"performance": perf / count, "interaction": inter / count}
 
     def _pair_noise(self, user_ids: np.ndarray, room_ids: np.ndarray) -> np.ndarray:
         """Deterministic N(0, pair_noise_sigma) per (user, room) via hashing and Box-Muller."""
@@ -272,14 +304,21 @@ class World:
         aff_f = self._future_affinity(st["user"], st["room"], st["slice"], st["aff"])
         log_m = (np.log(c.watch_base_s) + c.watch_now_weight * st["aff"] + c.watch_future_weight * aff_f
                  + 0.3 * st["log_q"] + 0.3 * st["room_eff"])
+        user_b = self.user_bias[st["user"]]
+        like = c.like_bias + 0.8 * st["aff"] + 0.3 * st["log_q"] + 0.5 * st["room_eff"] + 0.5 * user_b
+        follow = c.follow_bias + 0.5 * st["aff"] + 0.5 * aff_f + 0.5 * st["log_q"] + 0.5 * st["room_eff"]
+        gift = c.gift_bias + 0.5 * st["aff"] + 0.8 * st["log_q"] + 0.5 * st["room_eff"] + user_b
+        if self.segment_moment is not None:  # highlight moments ahead (docs/world.md, "Segments")
+            up = self.upcoming_moments(st["room"], st["t"])
+            log_m = log_m + c.highlight_watch_weight * (up["performance"] + up["interaction"])
+            like = like + c.highlight_like_weight * up["performance"]
+            gift = gift + c.highlight_gift_weight * up["performance"]
+            follow = follow + c.highlight_follow_weight * up["interaction"]
         mean = np.exp(log_m)
         left = np.maximum(self.room_end[st["room"]] - st["t"], 0) / 1000.0  # seconds until the room ends
         p_long = np.where(left >= c.long_view_s, np.exp(-c.long_view_s / mean), 0.0)
-        user_b = self.user_bias[st["user"]]
-        p_like = _sigmoid(c.like_bias + 0.8 * st["aff"] + 0.3 * st["log_q"] + 0.5 * st["room_eff"] + 0.5 * user_b)
-        p_follow = _sigmoid(c.follow_bias + 0.5 * st["aff"] + 0.5 * aff_f + 0.5 * st["log_q"] + 0.5 * st["room_eff"])
-        p_gift = _sigmoid(c.gift_bias + 0.5 * st["aff"] + 0.8 * st["log_q"] + 0.5 * st["room_eff"] + user_b)
-        return {"watch_mean": mean, "left_s": left, "long_view": p_long, "like": p_like, "follow": p_follow, "gift": p_gift}
+        return {"watch_mean": mean, "left_s": left, "long_view": p_long,
+                "like": _sigmoid(like), "follow": _sigmoid(follow), "gift": _sigmoid(gift)}
 
     # ------------------------------------------------------------ public truth
     def click_prob(self, user_ids, room_ids, t_ms, position=None) -> np.ndarray:
@@ -340,6 +379,39 @@ class World:
             out[k] = click & (rng.random(n) < ac[k])
         labels = {k: v.astype(np.int8) for k, v in out.items()}
         labels["watch_s"] = watch
+        return labels
+
+    def expected_quality_watch(self, user_ids, room_ids, t_ms, position, quality_s: float) -> np.ndarray:
+        """E[watch seconds counted as a quality watch] per impression: P(click) x E[W; W >= q].
+
+        With W = min(X, left), X ~ Exp(mean m): E[W; W >= q] = (q + m) e^(-q/m) - m e^(-left/m)
+        when left >= q, else 0. The A/B reports it beside the sampled quality watch duration:
+        same expectation, without the click and watch-time draws' noise.
+        """
+        st = self._state(user_ids, room_ids, t_ms, position)
+        p_click = np.where(st["on_air"], _sigmoid(st["click_logit"]), 0.0)
+        ac = self._after_click(st)
+        m, left, q = ac["watch_mean"], ac["left_s"], float(quality_s)
+        given = np.where(left >= q, (q + m) * np.exp(-q / m) - m * np.exp(-left / m), 0.0)
+        return p_click * given
+
+    def labels_from_uniforms(self, user_ids, room_ids, t_ms, position, u: np.ndarray) -> dict[str, np.ndarray]:
+        """All labels of impressions from given uniforms ``u`` (n, 5), one column per draw.
+
+        Columns: click, watch time (inverse CDF of Exp), like, follow, gift. Fixing ``u`` per
+        (request, room) gives common random numbers: two rankers showing the same room to the
+        same request at the same position get the same outcome; ``position`` moves only the click.
+        """
+        st = self._state(user_ids, room_ids, t_ms, position)
+        u = np.asarray(u, dtype=np.float64)
+        click = st["on_air"] & (u[:, 0] < _sigmoid(st["click_logit"]))
+        ac = self._after_click(st)
+        watch = np.where(click, np.minimum(-np.log1p(-u[:, 1]) * ac["watch_mean"], ac["left_s"]), 0.0)
+        out = {"click": click, "long_view": click & (watch >= self.cfg.long_view_s)}
+        for col, k in ((2, "like"), (3, "follow"), (4, "gift")):
+            out[k] = click & (u[:, col] < ac[k])
+        labels = {k: v.astype(np.int8) for k, v in out.items()}
+        labels["watch_s"] = watch.astype(np.float32)
         return labels
 
     def sample_labels(self, user_ids, room_ids, t_ms, position, rng: np.random.Generator) -> dict[str, np.ndarray]:
