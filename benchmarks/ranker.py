@@ -7,6 +7,11 @@ fp32 matmul rate (target >= 0.20); p99_ms_200 (a compiled ``Scorer``, see
 ``ranker_demo`` throughput the main job relies on (target >= 50k samples/s: 15 arms x
 ~800k impressions in ~6 minutes), for FLUID's final tokens and for the ID baseline.
 
+The synthetic stream is laid out like the world's log (requests of 6 rooms for one user,
+adjacent rows), so training batches store each request's history once, as on real data
+(``Features.batch``); the 200 candidates are one user's, with that history on every row
+as ``ScoringContext.make_batch`` builds them, which the scorer stores once.
+
 Usage:
     python benchmarks/ranker.py [--n 200000] [--threads 2] [--json]
 """
@@ -26,44 +31,70 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure_matmul_flops  # noqa: E402
 
 from fluidrec.ranker.arms import build_arm  # noqa: E402
+from fluidrec.ranker.batching import Batch  # noqa: E402
 from fluidrec.ranker.evaluate import score  # noqa: E402
-from fluidrec.ranker.inference import compile_scorer  # noqa: E402
+from fluidrec.ranker.inference import compile_scorer, serving_layout  # noqa: E402
 from fluidrec.ranker.features import FeatureConfig, Features  # noqa: E402
 from fluidrec.ranker.model import build_ranker  # noqa: E402
 from fluidrec.ranker.train import TrainConfig, make_optimizers, ranker_demo, ranker_small, ranker_spec, train_step  # noqa: E402
 
 
-def synthetic_features(n: int, seed: int = 0, levels: int = 4, num_codes: int = 64, n_rooms: int = 5000) -> Features:
-    """Random but well-formed features (no disk I/O), sized like the main job's streams."""
+def synthetic_features(
+    n: int, seed: int = 0, levels: int = 4, num_codes: int = 64, n_rooms: int = 5000, slate: int = 6
+) -> Features:
+    """Random but well-formed features (no disk I/O), sized like the main job's streams.
+
+    Laid out like the world's log: requests of ``slate`` rooms shown to one user at one
+    time, so the rows of a request are adjacent and share ts, user and history.
+    """
     rng = np.random.default_rng(seed)
     cfg = FeatureConfig(test_fraction=0.1)
     k = cfg.history_len
-    hist = np.where(rng.random((n, k)) < 0.6, rng.integers(0, max(n - 1, 1), (n, k)), -1).astype(np.int32)
+    n_req = -(-n // slate)
+    req = np.repeat(np.arange(n_req), slate)[:n]  # (N,) request of each row
+
+    def per_request(x: np.ndarray) -> np.ndarray:
+        return x[req]
+
+    hist = np.where(rng.random((n_req, k)) < 0.6, rng.integers(0, max(n - 1, 1), (n_req, k)), -1).astype(np.int32)
     return Features(
-        ts=np.arange(n, dtype=np.int64) * 100, user_id=rng.integers(0, 50_000, n), room_id=rng.integers(0, n_rooms, n),
-        user=rng.integers(0, cfg.user_buckets, n), profile=rng.integers(0, 8, (n, 4)).astype(np.int16),
-        hour=rng.integers(0, 24, n).astype(np.int8), position=rng.integers(0, 20, n).astype(np.int8),
+        ts=req.astype(np.int64) * 600, user_id=per_request(rng.integers(0, 50_000, n_req)), room_id=rng.integers(0, n_rooms, n),
+        user=per_request(rng.integers(0, cfg.user_buckets, n_req)), profile=per_request(rng.integers(0, 8, (n_req, 4)).astype(np.int16)),
+        hour=per_request(rng.integers(0, 24, n_req).astype(np.int8)), position=(np.arange(n) - req * slate).astype(np.int8),
         age_bucket=rng.integers(0, 8, n).astype(np.int8), age_min=rng.uniform(0, 90, n).astype(np.float32),
         exposure=rng.integers(0, 500, n).astype(np.int32), author=rng.integers(0, cfg.author_buckets, n),
         item=rng.integers(1, n_rooms + 1, n), slice_codes=rng.integers(0, num_codes, (n, levels)).astype(np.int32),
-        room_codes=rng.integers(0, num_codes, (n, levels)).astype(np.int32), hist_rows=hist,
+        room_codes=rng.integers(0, num_codes, (n, levels)).astype(np.int32), hist_rows=per_request(hist),
         labels=(rng.random((n, 5)) < 0.1).astype(np.int8), seen=np.ones(n, bool),
         room_vocab=np.arange(n_rooms, dtype=np.int64), n_train=int(n * 0.9), num_codes=num_codes, config=cfg,
     )  # fmt: skip
 
 
-def train_throughput(cfg: TrainConfig, feats: Features, n: int, arm: str = "fluid") -> tuple[float, int]:
-    """Samples/s of an arm's final model over n rows after a warm-up; returns (rate, fwd FLOPs/sample)."""
+def one_user_request(feats: Features, b: int = 200) -> Batch:
+    """b candidates of one user, as ``ScoringContext.make_batch`` builds them: the user's
+    features and history copied onto every row (the scorer finds the shared history itself)."""
+    batch = feats.batch(slice(0, b), share_histories=False)
+    for name in ("user", "profile", "hour", "hist_codes", "hist_mask"):
+        t = getattr(batch, name)
+        setattr(batch, name, t[:1].expand_as(t).clone())  # a copy: some fields are views of the features
+    return batch
+
+
+def train_throughput(cfg: TrainConfig, feats: Features, n: int, arm: str = "fluid", share: bool = True) -> tuple[float, int]:
+    """Samples/s of an arm's final model over n rows after a warm-up; returns (rate, fwd FLOPs/sample).
+
+    ``share``: batches store each request's history once (``Features.batch``'s default).
+    """
     plan = build_arm(arm)
     model = build_ranker(ranker_spec(cfg, feats, plan, plan.stages[-1]), feats.room_vocab)
     opts = make_optimizers(model, cfg)
     bs = cfg.batch_size
     for b0 in range(0, 3 * bs, bs):  # warm-up: allocator, optimizer state
-        train_step(model, feats.batch(slice(b0, b0 + bs)), opts)
+        train_step(model, feats.batch(slice(b0, b0 + bs), share), opts)
     t0 = time.perf_counter()
     done = 0
     for b0 in range(3 * bs, 3 * bs + n, bs):
-        train_step(model, feats.batch(slice(b0, b0 + bs)), opts)
+        train_step(model, feats.batch(slice(b0, b0 + bs), share), opts)
         done += bs
     rate = done / (time.perf_counter() - t0)
     t, d, hh = model.backbone.num_tokens, cfg.model.dim, cfg.model.head_hidden
@@ -75,8 +106,9 @@ def latency_200(cfg: TrainConfig, feats: Features, compiled: bool, reps: int = 3
     """p50/p99 ms to score 200 candidates of one user with the eager model or a compiled Scorer."""
     plan = build_arm("fluid")
     model = build_ranker(ranker_spec(cfg, feats, plan, plan.stages[-1]), feats.room_vocab).eval()
-    batch = feats.batch(slice(0, 200))
-    batch.user[:] = batch.user[0]  # one user, 200 live rooms
+    batch = one_user_request(feats, 200)  # one user, 200 live rooms
+    if not compiled:
+        batch = serving_layout(batch)  # what the compiled Scorer does first: embed the one history once
     scorer = compile_scorer(model) if compiled else model
     t0 = time.perf_counter()
     score(scorer, batch)  # the compiled scorer compiles on its first call

@@ -1,6 +1,7 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from fluidrec.data.io import Dataset
 from fluidrec.errors import DataError
@@ -42,8 +43,12 @@ def test_last_k_matches_plain_loop():
 
 def test_batch_and_cache_round_trip(toy_features, tmp_path):
     b = toy_features.batch(slice(0, 64))
-    assert b.slice_codes.shape == (64, 3) and b.hist_codes.shape == (64, 64, 3) and set(b.labels) >= {"click", "gift"}
+    codes, mask = b.row_histories()
+    assert b.slice_codes.shape == (64, 3) and codes.shape == (64, 64, 3) and set(b.labels) >= {"click", "gift"}
     assert len(b.to("cpu")) == 64
+    plain = toy_features.batch(slice(0, 64), share_histories=False)
+    assert plain.hist_group is None and plain.hist_codes.shape == (64, 64, 3)
+    assert torch.equal(codes, plain.hist_codes) and torch.equal(mask, plain.hist_mask)
     p = toy_features.save(tmp_path / "f.npz")
     g = Features.load(p)
     assert g.n_train == toy_features.n_train and np.array_equal(g.hist_rows, toy_features.hist_rows)

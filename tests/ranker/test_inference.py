@@ -9,7 +9,7 @@ from fluidrec.errors import UsageError
 from fluidrec.ranker.arms import build_arm
 from fluidrec.ranker.fused import kernel_available
 from fluidrec.ranker.evaluate import ScoringContext, score, score_candidates
-from fluidrec.ranker.inference import compile_scorer
+from fluidrec.ranker.inference import compile_scorer, serving_layout
 from fluidrec.ranker.model import build_ranker
 from fluidrec.ranker.train import ModelConfig, TrainConfig, ranker_spec
 
@@ -43,6 +43,23 @@ def test_eager_scorer_equals_score_and_is_a_snapshot(model, toy_features):
     assert not np.allclose(score(model, batch)["click"], want["click"])
 
 
+def test_eager_scorer_shares_one_users_history(model, toy_features):
+    request = _one_user_request(toy_features, slice(3000, 3040))
+    got, want = compile_scorer(model, compile=False)(request), score(model, request)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7)
+
+
+def _one_user_request(toy_features, rows: slice):
+    """Candidates of one user, as ScoringContext.make_batch builds them: the user's history copied onto every row."""
+    batch = toy_features.batch(rows, share_histories=False)
+    i = int(np.flatnonzero(toy_features.hist_rows[rows.start : rows.stop].max(1) >= 0)[-1])  # a user with history
+    batch.user = batch.user[i].repeat(len(batch))
+    batch.hist_codes = batch.hist_codes[i : i + 1].repeat(len(batch), 1, 1)
+    batch.hist_mask = batch.hist_mask[i : i + 1].repeat(len(batch), 1)
+    return batch
+
+
 def test_compiled_scorer_matches_eager(model, toy_features):
     scorer = compile_scorer(model)
     for rows in (slice(0, 64), slice(64, 64 + 64)):  # the second call reuses the graph
@@ -51,6 +68,13 @@ def test_compiled_scorer_matches_eager(model, toy_features):
         assert scorer.compiled, "inductor could not compile (is a C++ compiler installed?)"
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6)
+    # one user's candidates: the scorer embeds the shared history once (its own graph), same scores
+    request = _one_user_request(toy_features, slice(3000, 3064))
+    assert serving_layout(request).hist_codes.shape[0] == 1
+    got, want = scorer(request), score(model, request)
+    assert scorer.compiled
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6)
 
 
 def _failing_compile(fn, **kwargs):

@@ -113,8 +113,9 @@ class ArmScorer:
         for b0 in range(0, len(c), SCORE_BATCH):
             s = slice(b0, b0 + SCORE_BATCH)
             batch = self.ctx.make_batch(self.model, c.user_id[s], c.room_id[s], sc[s], rc[s], c.ts[s], 0)
-            batch.hist_codes = torch.from_numpy(hist_codes[s].astype(np.int64))
+            batch.hist_codes = torch.from_numpy(hist_codes[s].astype(np.int64))  # (b, K, L): one history per row
             batch.hist_mask = torch.from_numpy(hist_mask[s])
+            batch.hist_group = None
             out[s] = score(self.model, batch)["click"]
         return out
 

@@ -116,11 +116,25 @@ class Features:
     def levels(self) -> int:
         return int(self.slice_codes.shape[1])
 
-    def batch(self, rows: slice | np.ndarray) -> Batch:
-        """A Batch of the given rows (a slice is zero-copy apart from the history gather)."""
+    def batch(self, rows: slice | np.ndarray, share_histories: bool = True) -> Batch:
+        """A Batch of the given rows (a slice is zero-copy apart from the history gather).
+
+        Args:
+            rows: which impressions.
+            share_histories: store each run of consecutive rows with the same history once
+                (``Batch.hist_group``). The rows of one request (same user and ts) are adjacent in
+                the time-sorted stream and have the same history, so a slate of ~6 rooms embeds
+                its user's K clicks once. False: one history per row (same model outputs).
+        """
         hist = self.hist_rows[rows]  # (B, K)
+        group = None
+        if share_histories and len(hist) > 1:
+            starts = np.r_[True, (hist[1:] != hist[:-1]).any(1)]  # (B,) row opens a new history
+            if not starts.all():
+                group = np.cumsum(starts) - 1  # (B,) index into the H distinct histories
+                hist = hist[starts]  # (H, K)
         mask = hist >= 0
-        hist_codes = self.slice_codes[np.where(mask, hist, 0)]  # (B, K, L)
+        hist_codes = self.slice_codes[np.where(mask, hist, 0)]  # (H, K, L)
         arrays = {
             "user": self.user[rows],
             "profile": self.profile[rows].astype(np.int64),
@@ -136,6 +150,8 @@ class Features:
             "hist_codes": hist_codes.astype(np.int64),
             "hist_mask": mask,
         }
+        if group is not None:
+            arrays["hist_group"] = group.astype(np.int64)
         return Batch.from_numpy(arrays, self.labels[rows])
 
     def save(self, path: str | os.PathLike) -> Path:

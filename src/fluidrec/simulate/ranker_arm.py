@@ -93,8 +93,9 @@ class RankerArm:
         exposure = np.array([self.exposure.get(r, 0) for r in c.room_id.tolist()], np.float32)
         batch = self.ctx.make_batch(self.model, c.user_id, c.room_id, sc, rc, c.ts, position, exposure=exposure)
         hist, mask = self.history.of(c.user_id)
-        batch.hist_codes = torch.from_numpy(hist)
+        batch.hist_codes = torch.from_numpy(hist)  # (n, K, L): one history per row
         batch.hist_mask = torch.from_numpy(mask)
+        batch.hist_group = None  # so rows read their own history, not a shared one
         return batch
 
     def score(self, c: Candidates) -> np.ndarray:
