@@ -24,6 +24,7 @@ STAGE_CLIS = (
     "fluidrec.ranker.cli",
     "fluidrec.experiments.cli",
     "fluidrec.simulate.cli",
+    "fluidrec.serve.cli",
     "fluidrec.foresight.cli",
 )
 

@@ -1,0 +1,58 @@
+"""The service on each store, in process: the same ingests, clicks and rank requests give the same
+answers on SQLite and on Redis, and rank is unchanged after the store is reopened (a restart)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fluidrec.serve.model import Artifacts, ServingModel
+from fluidrec.serve.schemas import ClickIn, RankIn, SliceIn
+from fluidrec.serve.service import InputError, Service
+from fluidrec.serve.store import open_store, verify_store
+
+T = 1_800_000_000_000
+
+
+@pytest.fixture(scope="module")
+def model(serve_run):
+    return ServingModel.load(Artifacts.resolve(serve_run), compile=False)
+
+
+def _script(svc: Service) -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(40):
+        body = SliceIn(slice_id=i, room_id=int(rng.integers(0, 8)), author_id=3, start_ts=T + i * 1000, codes=rng.integers(0, 8, 4).tolist())
+        out.append(svc.ingest(body))
+    out.append(svc.ingest(SliceIn(slice_id=99, room_id=2, author_id=3, start_ts=T, text={"title": "karaoke night with songs"})))
+    for sid in (3, 7, 99):
+        out.append(svc.click(ClickIn(user_id=5, ts=T + 50_000, slice_id=sid)))
+    out.append(svc.rank(RankIn(user_id=5, ts=T + 60_000, candidates=list(range(10)))))
+    out.append(svc.rank(RankIn(user_id=5, ts=T + 60_000, candidates="live")))
+    out.append(svc.room(2))
+    return out
+
+
+def test_sqlite_and_redis_give_the_same_answers(model, tmp_path, redis_url):
+    answers = {}
+    for kind, url in (("sqlite", f"sqlite:///{tmp_path / 's.sqlite'}"), ("redis", redis_url)):
+        store = open_store(url, model.levels, history_len=model.history_len)
+        answers[kind] = [{k: v for k, v in a.items() if k != "seq"} for a in _script(Service(model, store))]
+        assert verify_store(store) == []
+        store.close()
+    assert answers["sqlite"] == answers["redis"]
+
+
+def test_state_survives_reopening_the_store(model, state_url):
+    store = open_store(state_url, model.levels, history_len=model.history_len)
+    before = _script(Service(model, store))[-3:]
+    store.close()
+    store = open_store(state_url, model.levels, history_len=model.history_len)  # what a restarted service opens
+    svc = Service(model, store)
+    assert svc.rank(RankIn(user_id=5, ts=T + 60_000, candidates=list(range(10)))) == before[0]
+    assert svc.room(2) == before[2]
+    with pytest.raises(InputError) as err:
+        svc.ingest(SliceIn(slice_id=3, room_id=77, author_id=1, start_ts=T, codes=[0, 0, 0, 0]))
+    assert err.value.status == 409 and err.value.field == "slice_id"
+    store.close()
