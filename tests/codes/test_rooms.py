@@ -94,3 +94,23 @@ def test_impression_order_is_kept() -> None:
 def test_empty_inputs() -> None:
     out = room_codes([1, 2], [5, 6], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64))
     assert out.shape == (2, 4) and (out == UNKNOWN_CODE).all()
+
+
+def test_room_state_round_trip_continues_the_same_vote():
+    from fluidrec.codes.rooms import RoomCodeTracker
+
+    codes = [[1, 2], [3, 2], [3, 5], [1, 5], [3, 5]]
+    whole = RoomCodeTracker(2)
+    for c in codes:
+        whole.add_slice(7, c)
+    first = RoomCodeTracker(2)
+    for c in codes[:3]:
+        first.add_slice(7, c)
+    assert first.room_state(8) is None
+    state = first.room_state(7)
+    later = RoomCodeTracker(2)  # another process, restoring from a store
+    later.restore_room(7, *state)
+    for c in codes[3:]:
+        later.add_slice(7, c)
+    assert later.code(7) == whole.code(7) == (3, 5)
+    assert first.room_state(7) == state  # restoring copied: the saved state did not move

@@ -89,6 +89,25 @@ class RoomCodeTracker:
         leader = self._leader.get(int(room_id))
         return tuple(leader) if leader is not None else (UNKNOWN_CODE,) * self.levels
 
+    def room_state(self, room_id: int) -> tuple[tuple[dict[int, int], ...], tuple[int, ...], tuple[int, ...]] | None:
+        """(per-level vote counts, leaders, leaders' counts) of a room, copied; None before its first slice.
+
+        With ``restore_room`` it lets a store persist the vote and a later process go on from it.
+        """
+        room_id = int(room_id)
+        if room_id not in self._counts:
+            return None
+        return tuple(dict(c) for c in self._counts[room_id]), tuple(self._leader[room_id]), tuple(self._leader_count[room_id])
+
+    def restore_room(self, room_id: int, counts: Sequence[dict[int, int]], leader: Sequence[int], best: Sequence[int]) -> None:
+        """Set a room's vote to a state from ``room_state`` (copied, so the caller's state is never aliased)."""
+        if not (len(counts) == len(leader) == len(best) == self.levels):
+            raise DataError(f"a room vote needs {self.levels} levels, got {len(counts)}, {len(leader)}, {len(best)}")
+        room_id = int(room_id)
+        self._counts[room_id] = [dict(c) for c in counts]
+        self._leader[room_id] = [int(x) for x in leader]
+        self._leader_count[room_id] = [int(x) for x in best]
+
     def end_room(self, room_id: int) -> None:
         """Forget a finished room (frees its counts)."""
         for d in (self._counts, self._leader, self._leader_count):

@@ -3,9 +3,8 @@ leaders and leader counts, restored from a store, advanced by one slice, written
 
 The rule itself (strict majority, a tie keeps the incumbent, O(L) per slice) lives only in
 ``RoomCodeTracker.add_slice``; this module moves one room's tracker state in and out of a
-store so that every worker, process and restart advances the same vote. The tracker has no
-public import/export of a room's state yet, so ``_restore`` and ``_export`` read and write
-its three per-room dicts directly (the one place that does; see docs/serving.md).
+store so that every worker, process and restart advances the same vote, through the
+tracker's ``room_state`` and ``restore_room``.
 
 Shapes: L code levels.
 
@@ -76,16 +75,12 @@ class VoteState:
 
 
 def _restore(tracker: RoomCodeTracker, state: VoteState) -> None:
-    # Private state of RoomCodeTracker (see the module docstring); copies, so the stored state is never aliased.
-    tracker._counts[_ROOM] = [dict(c) for c in state.counts]
-    tracker._leader[_ROOM] = list(state.leader)
-    tracker._leader_count[_ROOM] = list(state.best)
+    tracker.restore_room(_ROOM, state.counts, state.leader, state.best)
 
 
 def _export(tracker: RoomCodeTracker) -> VoteState:
-    return VoteState(
-        tuple(dict(c) for c in tracker._counts[_ROOM]), tuple(tracker._leader[_ROOM]), tuple(tracker._leader_count[_ROOM])
-    )
+    counts, leader, best = tracker.room_state(_ROOM)
+    return VoteState(counts, leader, best)
 
 
 def advance(state: VoteState | None, code: Sequence[int], levels: int) -> VoteState:
