@@ -177,6 +177,12 @@ def rank_slates(scores: np.ndarray, request: np.ndarray, slate: int) -> np.ndarr
     return position
 
 
+def candidate_facts(cands: Candidates, context: WorldContext, cold_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cold, niche, tag) per candidate: the facts the metrics count, whatever an arm shows."""
+    age_min = context.room_age_ms(cands.room_id, cands.ts) / MINUTE_MS
+    return age_min < cold_minutes, context.is_niche(cands.room_id), context.tag(cands.slice_id)
+
+
 def user_metrics(
     user_index: np.ndarray, n_users: int, click: np.ndarray, watch: np.ndarray, cold: np.ndarray, niche: np.ndarray,
     tags: np.ndarray, quality_watch_s: float, expected_qwd: np.ndarray | None = None,
@@ -231,10 +237,7 @@ def run_ab(
     u_click = rng.random(len(cands))
     watch_if_click = np.asarray(world.watch_seconds(cands.user_id, cands.room_id, cands.ts, np.random.default_rng(cfg.seed + 1)), float)
     users, user_index = np.unique(cands.user_id, return_inverse=True)
-    age_min = context.room_age_ms(cands.room_id, cands.ts) / MINUTE_MS
-    cold = age_min < cfg.cold_minutes
-    niche = context.is_niche(cands.room_id)
-    tags = context.tag(cands.slice_id)
+    cold, niche, tags = candidate_facts(cands, context, cfg.cold_minutes)
 
     per_user: dict[str, dict[str, np.ndarray]] = {}
     for arm, scorer in tqdm(scorers.items(), desc="A/B arms", disable=not progress):

@@ -36,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fluidrec.errors import check
-from fluidrec.simulate.ab import MINUTE_MS, Candidates, OutcomeConfig, WorldContext, build_candidates, rank_slates, user_metrics
+from fluidrec.simulate.ab import MINUTE_MS, Candidates, OutcomeConfig, WorldContext, build_candidates, candidate_facts, rank_slates, user_metrics
 from fluidrec.simulate.metrics import paired_bootstrap, regression_adjust, unpaired_bootstrap
 
 ASSIGNMENTS = ("user", "mirror")
@@ -197,7 +197,8 @@ def run_closed_loop(
                 serve_window(world, arms[name], cands, mine, draws, cfg, logs[name])
             else:
                 logs[name].qwd_by_window.append(0.0)
-    per_user = {name: arm_user_metrics(logs[name], cands, user_index, len(users), context, cfg) for name in names}
+    facts = candidate_facts(cands, context, cfg.cold_minutes)  # once: they do not depend on the arm
+    per_user = {name: arm_user_metrics(logs[name], facts, user_index, len(users), cfg) for name in names}
     members = {name: (np.ones(len(users), bool) if home is None else home == a) for a, name in enumerate(names)}
     return {
         "config": dataclasses.asdict(cfg),
@@ -211,12 +212,10 @@ def run_closed_loop(
     }
 
 
-def arm_user_metrics(log: ArmLog, cands: Candidates, user_index: np.ndarray, n_users: int, context: WorldContext, cfg: OutcomeConfig) -> dict:
-    """Every A/B metric per user from one arm's log (users the arm did not serve get zeros)."""
-    age_min = context.room_age_ms(cands.room_id, cands.ts) / MINUTE_MS
-    niche = context.is_niche(cands.room_id)
-    tags = context.tag(cands.slice_id)
-    return user_metrics(user_index, n_users, log.click, log.watch, age_min < cfg.cold_minutes, niche, tags, cfg.quality_watch_s, log.expected_qwd)
+def arm_user_metrics(log: ArmLog, facts: tuple[np.ndarray, np.ndarray, np.ndarray], user_index: np.ndarray, n_users: int, cfg: OutcomeConfig) -> dict:
+    """Every A/B metric per user from one arm's log and the candidates' (cold, niche, tag); unserved users get zeros."""
+    cold, niche, tags = facts
+    return user_metrics(user_index, n_users, log.click, log.watch, cold, niche, tags, cfg.quality_watch_s, log.expected_qwd)
 
 
 def timeline(logs: dict[str, ArmLog], members: dict[str, np.ndarray], windows: list[np.ndarray], ts: np.ndarray) -> dict:
