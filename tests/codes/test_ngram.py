@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import torch
+
 from fluidrec.codes import UNKNOWN_CODE, NgramSpec, prefix_ids, prefix_ids_reference
+from fluidrec.codes.ngram import level_rows, prime_at_most, row_ids_reference, row_ids_torch
 from fluidrec.errors import ConfigError, DataError
 
 
@@ -33,8 +36,8 @@ def test_level_wise_ids() -> None:
 
 
 def test_hashed_ids_stay_in_their_level_range() -> None:
-    spec = NgramSpec(64, 4, table_cap=5000, seed=3)
-    assert spec.table_sizes == (65, 4097, 5001, 5001)
+    spec = NgramSpec(64, 4, table_cap=5000)
+    assert spec.table_sizes == (65, 4097, 5000, 5000)  # 4999 = the largest prime <= 5000, + the unknown row
     assert [spec.hashed(lv) for lv in range(4)] == [False, False, True, True]
     codes = np.random.default_rng(1).integers(0, 64, (20000, 4))
     ids = spec.ids(codes)
@@ -70,3 +73,30 @@ def test_bad_codes_and_config() -> None:
         NgramSpec(4, 2, mode="bigram")
     with pytest.raises(ConfigError):
         NgramSpec(20000, 5)  # N^L overflows int64
+
+
+def test_prime_and_level_rows():
+    assert [prime_at_most(n) for n in (2, 20, 100, 5000)] == [2, 19, 97, 4999]
+    assert level_rows(4, 3, "prefix", 20) == (4, 16, 19)
+    assert level_rows(4, 3, "level", 20) == (4, 4, 4)
+    assert level_rows(64, 4) == (64, 4096, 262144, 16777216)
+
+
+@pytest.mark.parametrize(("n_codes", "levels", "cap", "mode"), [(4, 3, 20, "prefix"), (64, 4, 5000, "prefix"), (2048, 5, 1 << 15, "prefix"), (1000, 6, 1 << 20, "prefix"), (8, 3, 40, "level")])
+def test_numpy_torch_and_reference_ids_agree(n_codes, levels, cap, mode):
+    rng = np.random.default_rng(levels)
+    codes = rng.integers(0, n_codes, (300, levels))
+    codes[rng.random(codes.shape) < 0.05] = UNKNOWN_CODE  # unknown codes anywhere on the path
+    spec = NgramSpec(n_codes, levels, mode=mode, table_cap=cap)
+    ref = np.array([row_ids_reference(c, n_codes, list(spec.rows), mode) for c in codes.tolist()])
+    np.testing.assert_array_equal(spec.ids(codes), ref)
+    np.testing.assert_array_equal(spec.ids_torch(torch.from_numpy(codes)).numpy(), ref)
+    assert (ref >= 0).all() and (ref < np.array(spec.table_sizes)).all()
+
+
+def test_torch_ids_treat_unseen_codewords_as_unknown():
+    rows = torch.tensor(level_rows(4, 2), dtype=torch.int64)
+    ids = row_ids_torch(torch.tensor([[4, 1], [1, 9], [2, 3]]), 4, rows)
+    assert ids.tolist() == [[4, 16], [1, 16], [2, 11]]
+    with pytest.raises(DataError, match="out of range"):
+        NgramSpec(4, 2).ids(np.array([[4, 1]]))  # a code file is checked instead

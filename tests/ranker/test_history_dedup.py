@@ -14,8 +14,7 @@ from fluidrec.ranker.features import Features
 from fluidrec.ranker.inference import serving_layout
 from fluidrec.ranker.model import build_ranker
 from fluidrec.ranker.tokens import (
-    HistoryPool, RowGrid, TokenizerConfig, prefix_match_shares, prefix_match_shares_grouped, prefix_ngram_ids,
-    prefix_ngram_ids_reference,
+    HistoryPool, RowGrid, TokenizerConfig, prefix_match_shares, prefix_match_shares_grouped,
 )  # fmt: skip
 from fluidrec.ranker.train import ModelConfig, TrainConfig, em3_loss, make_optimizers, ranker_spec, train_step
 
@@ -236,9 +235,3 @@ def test_serving_layout_stores_one_users_history_once():
     assert serving_layout(many.with_row_histories()).hist_group is None
 
 
-def test_prefix_ngram_ids_large_codes_match_reference():
-    cfg = TokenizerConfig(num_codes=1000, levels=6, code_rows_cap=1 << 20)
-    rows = cfg.level_rows()
-    codes = torch.randint(0, 1000, (50, 6))
-    for c, f in zip(codes.tolist(), prefix_ngram_ids(codes, 1000, rows).tolist()):
-        assert f == prefix_ngram_ids_reference(c, 1000, rows)

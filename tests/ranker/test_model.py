@@ -8,22 +8,24 @@ from fluidrec.errors import UsageError
 from fluidrec.ranker.arms import ARMS, build_arm
 from fluidrec.ranker.backbone import token_swiglu, token_swiglu_reference
 from fluidrec.ranker.model import build_ranker, init_from, load_checkpoint, save_checkpoint
-from fluidrec.ranker.tokens import TokenizerConfig, prefix_ngram_ids, prefix_ngram_ids_reference
+from fluidrec.codes.ngram import row_ids_reference
+from fluidrec.ranker.tokens import CodeEmbedding, TokenizerConfig
 from fluidrec.ranker.train import TrainConfig, ModelConfig, make_optimizers, ranker_spec, train_plan, train_step
 from fluidrec.ranker.warmup import Stage, WarmupConfig, id_scale_at
 
 CFG = TrainConfig(batch_size=256, progress=False, model=ModelConfig(dim=16, layers=1, heads=2, head_hidden=16))
 
 
-def test_prefix_ngram_matches_reference_and_differs_by_prefix():
+def test_code_table_ids_follow_the_one_prefix_id_rule():
     cfg = TokenizerConfig(num_codes=4, levels=3, code_rows_cap=20)
     rows = cfg.level_rows()
     assert rows == [4, 16, 19]  # 4^3 = 64 > cap -> largest prime <= 20
-    codes = torch.tensor([[0, 2, 1], [3, 2, 1], [3, 3, 3]])
-    fast = prefix_ngram_ids(codes, 4, rows)
+    codes = torch.tensor([[0, 2, 1], [3, 2, 1], [3, 3, 3], [-1, 2, 1], [1, 7, 0]])  # unknown, unseen codeword
+    fast = CodeEmbedding(dataclasses.replace(cfg, dim=12)).ids(codes)
     for c, f in zip(codes.tolist(), fast.tolist()):
-        assert f == prefix_ngram_ids_reference(c, 4, rows)
+        assert f == row_ids_reference(c, 4, rows)
     assert fast[0, 1] == 2 and fast[1, 1] == 14  # the paper's example: same c2, different prefix
+    assert fast[3].tolist() == [4, 16, 19] and fast[4].tolist() == [1, 16, 19]  # unknown rows, down the path
 
 
 def test_token_swiglu_matches_reference():

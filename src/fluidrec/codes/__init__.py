@@ -7,9 +7,10 @@
 - ``RoomCodeTracker`` / ``room_codes`` / ``room_codes_for_dataset``: causal per-level
   majority vote over a room's slices (room LUCID); ``UNKNOWN_CODE`` (-1) where a room
   has no coded slice yet.
-- ``NgramSpec`` / ``prefix_ids``: prefix n-gram (Eq. 1) or level-wise ids, hashed into
+- ``NgramSpec`` / ``prefix_ids`` / ``row_ids_torch``: the one home of prefix n-gram (Eq. 1)
+  and level-wise ids (numpy and in-graph torch, the same rule), taken modulo a prime in
   each level's own table when it would exceed a cap; the last row of every table is
-  reserved for ``UNKNOWN_CODE``.
+  reserved for ``UNKNOWN_CODE``; ``hash_ids`` hashes raw ids (users, authors).
 - ``flat_codebook``: one-level codebook for segment Sids (N up to 20,000).
 - ``oracle_codes`` / ``write_oracle_codes``: true-topic codes (child index within the
   parent at each level) from a dataset's ground-truth topic path, the encoder yardstick.
@@ -33,7 +34,9 @@ _EXPORTS = {
     "write_room_codes": "io",
     "NgramSpec": "ngram",
     "hash_ids": "ngram",
+    "level_rows": "ngram",
     "prefix_ids": "ngram",
+    "row_ids_torch": "ngram",
     "prefix_ids_reference": "ngram",
     "OracleCodes": "oracle",
     "child_codes": "oracle",
@@ -78,8 +81,10 @@ __all__ = [
     "encode_reference",
     "flat_codebook",
     "hash_ids",
+    "level_rows",
     "oracle_codes",
     "prefix_ids",
+    "row_ids_torch",
     "prefix_ids_reference",
     "read_codes",
     "read_room_codes",

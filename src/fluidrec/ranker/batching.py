@@ -1,4 +1,4 @@
-"""The typed ``Batch`` the ranker consumes, plus the id hashing shared by features and scoring.
+"""The typed ``Batch`` the ranker consumes (ids hash with ``fluidrec.codes.ngram.hash_ids``).
 
 Shape letters: B batch, H distinct histories, K history length, L code levels, P profile columns.
 
@@ -27,21 +27,6 @@ from fluidrec.data.schema import LABELS_BINARY
 AGE_EDGES_MIN = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 MAX_POSITION = 63  # positions above share one embedding row
 PROFILE_VOCAB = 64  # each profile column is clipped to [0, PROFILE_VOCAB)
-
-
-def hash_ids(ids: np.ndarray, buckets: int) -> np.ndarray:
-    """Hash int64 ids to [0, buckets) with splitmix64 (stable across runs and machines).
-
-    Example:
-        >>> hash_ids(np.array([1, 2, 3]), 100)
-    """
-    x = np.asarray(ids).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return (x % np.uint64(buckets)).astype(np.int64)
 
 
 def age_bucket(age_min: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ from fluidrec.data.io import Dataset
 from fluidrec.data.schema import LABELS_BINARY, USER_PROFILE_COLUMNS
 from fluidrec.errors import DataError, UsageError
 from fluidrec.metrics import auc, bucket_masks, gauc, logloss
-from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_bucket, hash_ids
+from fluidrec.codes.ngram import hash_ids
+from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_bucket
 from fluidrec.ranker.features import Features, features_for_run
 from fluidrec.ranker.inference import Scorer
 from fluidrec.ranker.model import Ranker, load_checkpoint

@@ -26,7 +26,8 @@ import numpy as np
 from fluidrec.data.io import Dataset
 from fluidrec.data.schema import LABELS_BINARY, USER_PROFILE_COLUMNS
 from fluidrec.errors import DataError, check
-from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_bucket, hash_ids
+from fluidrec.codes.ngram import hash_ids
+from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_bucket
 from fluidrec.utils.io import atomic_path
 
 DAY_MS = 86_400_000

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fluidrec.codes.ngram import level_rows, row_ids_torch
 from fluidrec.data.schema import USER_PROFILE_COLUMNS
 from fluidrec.errors import UsageError, check
 from fluidrec.ranker.batching import AGE_EDGES_MIN, MAX_POSITION, PROFILE_VOCAB, Batch
@@ -39,16 +40,7 @@ from fluidrec.ranker.names import CANDIDATE_TOKENS, FUSIONS, SCHEMES  # noqa: F4
 from fluidrec.ranker.ops import gather_rows
 
 FIXED_TOKENS = ("user", "profile", "context", "history", "author")
-
-
-def _prime_at_most(n: int) -> int:
-    """Largest prime <= n (n >= 2): a prime modulus spreads hashed prefix ids evenly."""
-    def is_prime(k: int) -> bool:
-        return k >= 2 and all(k % d for d in range(2, int(math.isqrt(k)) + 1))
-
-    while not is_prime(n):
-        n -= 1
-    return n
+NGRAM_MODE = {"prefix_ngram": "prefix", "levelwise": "level"}  # the ranker's scheme names -> fluidrec.codes.ngram modes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,57 +87,15 @@ class TokenizerConfig:
         check(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")
 
     def level_rows(self) -> list[int]:
-        """Rows of each level's table."""
-        if self.scheme == "levelwise":
-            return [self.num_codes] * self.levels
-        cap = _prime_at_most(self.code_rows_cap)
-        return [self.num_codes**lv if self.num_codes**lv <= self.code_rows_cap else cap for lv in range(1, self.levels + 1)]
-
-
-def prefix_ngram_ids(codes: torch.Tensor, num_codes: int, rows: list[int]) -> torch.Tensor:
-    """Prefix n-gram ids (fluid.txt Eq. 1), hashed mod ``rows[l]`` where the prefix space is larger.
-
-    Args:
-        codes: (..., L) int64 codes in [0, N).
-        num_codes: N.
-        rows: per-level table rows (from TokenizerConfig.level_rows).
-
-    Returns:
-        (..., L) int64 row index per level.
-    """
-    return prefix_ids_from(codes, num_codes, torch.tensor(rows, dtype=torch.int64))
-
-
-def prefix_ids_from(codes: torch.Tensor, num_codes: int, rows: torch.Tensor) -> torch.Tensor:
-    """(..., L) codes in [0, N), N, (L,) rows -> (..., L) ids: cbar_l mod rows_l, cbar_l = sum_k c_k N^(l-k).
-
-    By Horner's rule, cbar_l = cbar_(l-1) * N + c_l: exact in int64 while N^L < 2^63 (which
-    TokenizerConfig checks), and 2 elementwise ops per level. It replaced a product with the
-    (L, L) matrix of powers, ``(codes[..., None] * P).sum(-2)``, which touches L times the
-    elements: 4.2 vs 1.2 ms on (342, 64, 4) history codes, 0.31 vs 0.13 ms on (2048, 4),
-    both ~0.05 ms on (200, 4) (measured, 1 thread).
-    """
-    cbar = codes[..., 0]
-    prefixes = [cbar]
-    for lv in range(1, codes.shape[-1]):
-        cbar = cbar * num_codes + codes[..., lv]  # (...,)
-        prefixes.append(cbar)
-    return torch.remainder(torch.stack(prefixes, dim=-1), rows)  # (..., L)
-
-
-def prefix_ngram_ids_reference(code: list[int], num_codes: int, rows: list[int]) -> list[int]:
-    """Plain Python Eq. 1 for one code tuple (reference for the test)."""
-    ids = []
-    for lv in range(1, len(code) + 1):
-        cbar = sum(code[k - 1] * num_codes ** (lv - k) for k in range(1, lv + 1))
-        ids.append(cbar % rows[lv - 1])
-    return ids
+        """Rows of each level's id range, the unknown row excluded (``fluidrec.codes.ngram.level_rows``)."""
+        return list(level_rows(self.num_codes, self.levels, NGRAM_MODE[self.scheme], self.code_rows_cap))
 
 
 class CodeEmbedding(nn.Module):
     """LUCID code -> embedding: one table per level, concatenated (Eq. 2), projected to D.
 
-    The L level tables live as consecutive row ranges of one table (level l starts at
+    Row ids come from ``fluidrec.codes.ngram.row_ids_torch`` (the one prefix-id rule); each
+    level's table has one extra last row for unknown codes. The L level tables live as consecutive row ranges of one table (level l starts at
     ``offsets[l]``), so a lookup is one gather; ``level_table(l)`` is level l's
     (rows_l, D/L) view and ``forward_reference`` the plain per-level computation it must
     equal. Code tables are small (sum_l min(N^l, cap) rows) and every batch touches many
@@ -157,29 +107,27 @@ class CodeEmbedding(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.rows = cfg.level_rows()
+        self.sizes = [r + 1 for r in self.rows]  # + the unknown row
         self.level_dim = max(cfg.dim // cfg.levels, 1)
-        self.table = nn.Embedding(sum(self.rows), self.level_dim)
+        self.table = nn.Embedding(sum(self.sizes), self.level_dim)
         nn.init.normal_(self.table.weight, std=0.05)
-        starts = [sum(self.rows[:lv]) for lv in range(cfg.levels)]
+        starts = [sum(self.sizes[:lv]) for lv in range(cfg.levels)]
         self.register_buffer("offsets", torch.tensor(starts, dtype=torch.int64), persistent=False)
-        # prefix_ngram_ids' row counts, built once (this runs three times per forward)
+        # row_ids_torch's row counts, built once (this runs three times per forward)
         self.register_buffer("ngram_rows", torch.tensor(self.rows, dtype=torch.int64), persistent=False)
         # Eq. 2 is a plain concatenation; project only when L * level_dim != D.
         self.proj = nn.Identity() if self.level_dim * cfg.levels == cfg.dim else nn.Linear(self.level_dim * cfg.levels, cfg.dim)
 
     def ids(self, codes: torch.Tensor) -> torch.Tensor:
-        """(..., L) codes -> (..., L) row index within each level's table."""
+        """(..., L) codes -> (..., L) row index within each level's table (unknown: the last row)."""
         if codes.shape[-1] != self.cfg.levels:
             raise UsageError(f"codes have {codes.shape[-1]} levels, the model expects {self.cfg.levels}")
-        codes = codes.clamp(0, self.cfg.num_codes - 1)  # unseen code values at serving time
-        if self.cfg.scheme == "levelwise":
-            return codes
-        return prefix_ids_from(codes, self.cfg.num_codes, self.ngram_rows)
+        return row_ids_torch(codes, self.cfg.num_codes, self.ngram_rows, NGRAM_MODE[self.cfg.scheme])
 
     def level_table(self, lv: int) -> torch.Tensor:
         """Level ``lv``'s table, (rows[lv], level_dim), a view of the fused weight."""
-        start = sum(self.rows[:lv])
-        return self.table.weight[start : start + self.rows[lv]]
+        start = sum(self.sizes[:lv])
+        return self.table.weight[start : start + self.sizes[lv]]
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """(..., L) codes -> (..., D)."""
@@ -559,7 +507,7 @@ class Tokenizer(nn.Module):
         scale = float(self.id_scale)
         if scale == 0.0:
             # No lookup, so the ID table receives no gradient at all (not even zeros).
-            return torch.zeros(len(batch), self.cfg.dim)
+            return torch.zeros(len(batch), self.cfg.dim, device=self.id_scale.device)
         g = self.item_id(batch.item)
         return g if scale == 1.0 else g * self.id_scale
 
@@ -608,13 +556,6 @@ class Tokenizer(nn.Module):
         return torch.stack(out, dim=1), aux  # (B, T, D)
 
 
-def copy_code_tables(dst: CodeEmbedding, src: CodeEmbedding) -> None:
-    """Initialise ``dst`` from ``src`` (stage 3: room tables start as a copy of the warm slice tables)."""
-    with torch.no_grad():
-        for name, p in src.state_dict().items():
-            dst.state_dict()[name].copy_(p)
-
-
 __all__ = [
     "CANDIDATE_TOKENS",
     "FIXED_TOKENS",
@@ -625,10 +566,7 @@ __all__ = [
     "RowGrid",
     "Tokenizer",
     "TokenizerConfig",
-    "copy_code_tables",
     "prefix_match_shares",
     "prefix_match_shares_grouped",
     "prefix_match_shares_reference",
-    "prefix_ngram_ids",
-    "prefix_ngram_ids_reference",
 ]

@@ -35,6 +35,7 @@ from fluidrec.ranker.diagnostics import IdNormByAge, gate_by_id_norm
 from fluidrec.ranker.features import FeatureConfig, Features, load_or_build_features
 from fluidrec.ranker.heads import DEFAULT_TASKS, Task
 from fluidrec.ranker.model import Ranker, RankerSpec, build_ranker, init_from, save_checkpoint
+from fluidrec.ranker.optim_state import optimizer_state_by_name, restore_optimizer_state
 from fluidrec.ranker.tokens import TokenizerConfig
 from fluidrec.ranker.warmup import Stage, WarmupConfig, id_scale_at
 from fluidrec.utils.io import write_json
@@ -85,6 +86,8 @@ class TrainConfig:
         model, features, warmup: sub-configs; tasks: prediction tasks.
         em3_weight: alignment-loss weight of the late_em3 arm.
         diag_every: record item-ID norms vs room age every this many steps.
+        carry_optimizer: a warmup stage resumes the optimizer state (Adam moments, step) of
+            every parameter that persists from the previous stage (False: fresh optimizers).
         progress: show tqdm bars.
     """
 
@@ -101,6 +104,7 @@ class TrainConfig:
     tasks: tuple[Task, ...] = DEFAULT_TASKS
     em3_weight: float = 0.1
     diag_every: int = 10
+    carry_optimizer: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -205,6 +209,10 @@ class StageResult:
     seconds: float
     samples_per_s: float
     final_id_scale: float
+    epochs: int = 1
+    heldout_losses: tuple[float, ...] = ()
+    optimizer_resumed: int = 0
+    trained_rows: int = 0  # rows fed to training steps, every pass counted
 
 
 def stage_bounds(plan: ArmPlan, n_rows: int) -> list[tuple[int, int]]:
@@ -218,6 +226,73 @@ def stage_bounds(plan: ArmPlan, n_rows: int) -> list[tuple[int, int]]:
     return bounds
 
 
+HOLDOUT = 0.1  # share of a converging stage's rows (its most recent) held out for early stopping
+
+
+class _StepLoop:
+    """The optimisation steps of one stage: passes over row ranges, losses, progress bar."""
+
+    def __init__(self, model: Ranker, feats: Features, stage: Stage, cfg: TrainConfig,
+                 opts: list[torch.optim.Optimizer], total: int, norms: IdNormByAge | None) -> None:  # fmt: skip
+        self.model, self.feats, self.stage, self.cfg, self.opts = model, feats, stage, cfg, opts
+        self.total, self.norms, self.step, self.rows = max(total, 1), norms, 0, 0
+        self.em3 = cfg.em3_weight if stage.em3_weight > 0 else 0.0
+        self.losses: list[float] = []
+        self.bar = tqdm(total=total, desc=stage.name, disable=not cfg.progress, leave=False, unit="step")
+
+    def run(self, start: int, stop: int) -> None:
+        """One pass over rows [start, stop) in time order."""
+        cfg, model = self.cfg, self.model
+        model.train()
+        for b0 in range(start, stop, cfg.batch_size):
+            scale = id_scale_at(self.stage, min(self.step / self.total, 1.0))
+            model.tokenizer.id_scale.fill_(scale)
+            batch = self.feats.batch(slice(b0, min(b0 + cfg.batch_size, stop)))
+            loss, out = train_step(model, batch, self.opts, self.em3)
+            self.losses.append(float(loss))
+            if self.norms is not None and "g" in out and scale > 0 and self.step % cfg.diag_every == 0:
+                self.norms.add(batch.age_min.numpy(), (out["g"] / scale).norm(dim=-1).numpy())
+            self.step += 1
+            if self.step % 20 == 0:
+                self.bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.4f}", id_scale=f"{scale:.2f}")
+            self.bar.update(1)
+        self.rows += stop - start
+
+
+def heldout_loss(model: Ranker, feats: Features, start: int, stop: int, batch_size: int) -> float:
+    """Mean training loss of ``model`` on rows [start, stop), without updating it."""
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for b0 in range(start, stop, batch_size):
+            batch = feats.batch(slice(b0, min(b0 + batch_size, stop)))
+            total += float(model.loss(model(batch), batch)) * len(batch)
+            n += len(batch)
+    model.train()
+    return total / max(n, 1)
+
+
+def _converge(loop: _StepLoop, start: int, stop: int) -> tuple[int, tuple[float, ...]]:
+    """Early-stopped passes over [start, cut), best epoch restored, then one pass over the tail [cut, stop)."""
+    model, opts = loop.model, loop.opts
+    cut = start + max(int(round((stop - start) * (1.0 - HOLDOUT))), 1)
+    best, best_epochs, kept, losses = math.inf, 0, None, []
+    for epoch in range(loop.stage.max_epochs):
+        loop.run(start, cut)
+        losses.append(heldout_loss(model, loop.feats, cut, stop, loop.cfg.batch_size))
+        if losses[-1] >= best:
+            break  # patience 1: one epoch without improvement ends the stage
+        best, best_epochs = losses[-1], epoch + 1
+        kept = ({k: v.detach().clone() for k, v in model.state_dict().items()}, optimizer_state_by_name(model, opts))
+    if kept is not None and best_epochs < len(losses):
+        model.load_state_dict(kept[0])
+        for opt in opts:
+            opt.state.clear()
+        restore_optimizer_state(model, opts, kept[1])
+    loop.run(cut, stop)
+    return best_epochs, tuple(losses)
+
+
 def run_stage(
     model: Ranker,
     feats: Features,
@@ -225,40 +300,33 @@ def run_stage(
     stage: Stage,
     cfg: TrainConfig,
     norms: IdNormByAge | None = None,
-) -> StageResult:
-    """Train ``model`` over rows [start, stop) in time order (``cfg.epochs`` passes)."""
+    opt_state: dict[str, dict[str, object]] | None = None,
+) -> tuple[StageResult, dict[str, dict[str, object]]]:
+    """Train ``model`` over rows [start, stop) in time order; returns its result and the optimizer state.
+
+    ``cfg.epochs`` passes, or, for a stage with ``max_epochs`` > 1, to convergence
+    (``_converge``). ``opt_state`` (from the previous stage) resumes the persisting parameters.
+    """
     start, stop = rows
     opts = make_optimizers(model, cfg)
-    em3 = cfg.em3_weight if stage.em3_weight > 0 else 0.0
-    model.train()
-    steps_per_epoch = max(math.ceil((stop - start) / cfg.batch_size), 1)
-    total = steps_per_epoch * cfg.epochs
-    losses: list[float] = []
+    resumed = restore_optimizer_state(model, opts, opt_state) if opt_state else 0
+    steps_per_pass = max(math.ceil((stop - start) / cfg.batch_size), 1)
+    converging = stage.max_epochs > 1 and stop - start >= 2
+    loop = _StepLoop(model, feats, stage, cfg, opts, steps_per_pass * (stage.max_epochs if converging else cfg.epochs), norms)
     t0 = time.perf_counter()
-    step = 0
-    bar = tqdm(total=total, desc=stage.name, disable=not cfg.progress, leave=False, unit="step")
-    for _ in range(cfg.epochs):
-        for b0 in range(start, stop, cfg.batch_size):
-            scale = id_scale_at(stage, step / total)
-            model.tokenizer.id_scale.fill_(scale)
-            batch = feats.batch(slice(b0, min(b0 + cfg.batch_size, stop)))
-            loss, out = train_step(model, batch, opts, em3)
-            losses.append(float(loss))
-            if norms is not None and "g" in out and scale > 0 and step % cfg.diag_every == 0:
-                norms.add(batch.age_min.numpy(), (out["g"] / scale).norm(dim=-1).numpy())
-            step += 1
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", id_scale=f"{scale:.2f}")
-            bar.update(1)
-    bar.close()
+    epochs, heldout = (_converge(loop, start, stop) if converging else (cfg.epochs, ()))
+    if not converging:
+        for _ in range(cfg.epochs):
+            loop.run(start, stop)
+    loop.bar.close()
     model.tokenizer.id_scale.fill_(id_scale_at(stage, 1.0))
     secs = time.perf_counter() - t0
-    head = float(np.mean(losses[: max(len(losses) // 10, 1)])) if losses else float("nan")
-    tail = float(np.mean(losses[-max(len(losses) // 10, 1) :])) if losses else float("nan")
-    return StageResult(
-        stage.name, stage.tokens, rows, step, head, tail, secs,
-        (stop - start) * cfg.epochs / secs if secs > 0 else 0.0, float(model.tokenizer.id_scale),
-    )  # fmt: skip
+    k = max(len(loop.losses) // 10, 1)
+    head = float(np.mean(loop.losses[:k])) if loop.losses else float("nan")
+    tail = float(np.mean(loop.losses[-k:])) if loop.losses else float("nan")
+    result = StageResult(stage.name, stage.tokens, rows, loop.step, head, tail, secs, loop.rows / secs if secs > 0 else 0.0,
+                         float(model.tokenizer.id_scale), epochs, heldout, resumed, loop.rows)  # fmt: skip
+    return result, optimizer_state_by_name(model, opts)
 
 
 def train_plan(plan: ArmPlan, feats: Features, cfg: TrainConfig) -> tuple[Ranker, list[StageResult], IdNormByAge]:
@@ -267,6 +335,7 @@ def train_plan(plan: ArmPlan, feats: Features, cfg: TrainConfig) -> tuple[Ranker
     bounds = stage_bounds(plan, n_rows)
     carry: dict[str, torch.Tensor] = {}  # latest value of every weight seen so far (ID table survives stage 3)
     prev_tokens: tuple[str, ...] = ()
+    opt_state: dict[str, dict[str, object]] = {}  # optimizer state of persisting parameters (carry_optimizer)
     model: Ranker | None = None
     results: list[StageResult] = []
     norms = IdNormByAge()
@@ -276,7 +345,9 @@ def train_plan(plan: ArmPlan, feats: Features, cfg: TrainConfig) -> tuple[Ranker
         if stage.init and carry:
             init_from(model, carry, prev_tokens, dict(stage.copy_tokens))
         model.tokenizer.id_scale.fill_(stage.id_scale_from)
-        results.append(run_stage(model, feats, rows, stage, cfg, norms))
+        result, state = run_stage(model, feats, rows, stage, cfg, norms, opt_state if stage.init else None)
+        results.append(result)
+        opt_state = state if cfg.carry_optimizer else {}
         carry.update({k: v.detach().clone() for k, v in model.state_dict().items()})
         prev_tokens = model.token_names
     assert model is not None
@@ -336,7 +407,7 @@ def train_arm(
     }
     ckpt = save_checkpoint(model, out / CHECKPOINT, extra={"arm": arm})
     write_json(out / CONFIG, resolved)
-    n_rows = sum(r.rows[1] - r.rows[0] for r in results) * cfg.epochs
+    n_rows = sum(r.trained_rows for r in results)
     summary = {
         "arm": arm,
         "train_rows": n_rows,

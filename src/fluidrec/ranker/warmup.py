@@ -38,6 +38,9 @@ class Stage:
         id_scale_from, id_scale_to: item-ID multiplier at the stage start and from ``phase_end`` on.
         phase_end: progress (0..1 of the stage) at which the multiplier reaches id_scale_to exactly.
         em3_weight: weight of the EM3-style alignment loss pulling s toward stop-grad(g).
+        max_epochs: 1 = one pass (``TrainConfig.epochs`` passes); > 1 = train to convergence:
+            up to this many passes over the stage's rows but a held-out tail, stopping when
+            the held-out loss stops falling (best epoch kept), then one pass over the tail.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Stage:
     id_scale_to: float = 1.0
     phase_end: float = 1.0
     em3_weight: float = 0.0
+    max_epochs: int = 1
 
     def __post_init__(self) -> None:
         for t in self.tokens:
@@ -60,6 +64,9 @@ class Stage:
         check(0.0 <= self.id_scale_to <= 1.0 and 0.0 <= self.id_scale_from <= 1.0, "id scales must be in [0, 1]")
         check(0.0 < self.phase_end <= 1.0, f"stage {self.name}: phase_end must be in (0, 1], got {self.phase_end}")
         check(self.em3_weight >= 0.0, f"stage {self.name}: em3_weight must be >= 0")
+        check(self.max_epochs >= 1, f"stage {self.name}: max_epochs must be >= 1, got {self.max_epochs}")
+        check(self.max_epochs == 1 or self.id_scale_from == self.id_scale_to,
+              f"stage {self.name}: a stage trained to convergence must keep a constant ID scale")
         for new, src in self.copy_tokens:
             check(new in self.tokens, f"stage {self.name}: copy target {new!r} is not a token of the stage")
             check(src in CANDIDATE_TOKENS, f"stage {self.name}: copy source {src!r} is not a candidate token")
@@ -72,6 +79,8 @@ class WarmupConfig:
     Args:
         stage0, stage1, stage2, stage3: fractions of the training rows.
         phase_end: share of stage 2 over which the ID multiplier ramps 1 -> 0.
+        stage0_max_epochs: stage 0 trains to convergence (early stopping on a held-out tail of
+            its rows, at most this many passes) as the paper's converged item-ID model; 1 = one pass.
     """
 
     stage0: float = 0.3
@@ -79,12 +88,14 @@ class WarmupConfig:
     stage2: float = 0.2
     stage3: float = 0.1
     phase_end: float = 0.75
+    stage0_max_epochs: int = 1
 
     def __post_init__(self) -> None:
         for name in ("stage0", "stage1", "stage2", "stage3"):
             check(0.0 < getattr(self, name) < 1.0, f"{name} must be in (0, 1), got {getattr(self, name)}")
         check(self.stage0 + self.stage1 + self.stage2 + self.stage3 < 1.0, "stage fractions must leave room for the online stage")
         check(0.0 < self.phase_end <= 1.0, f"phase_end must be in (0, 1], got {self.phase_end}")
+        check(self.stage0_max_epochs >= 1, f"stage0_max_epochs must be >= 1, got {self.stage0_max_epochs}")
 
     @property
     def online(self) -> float:
@@ -95,7 +106,7 @@ def fluid_stages(cfg: WarmupConfig, add_id_back: bool = False) -> list[Stage]:
     """FLUID's staged warmup; ``add_id_back`` re-adds g after stage 3 (Table 7, last row)."""
     online_tokens = ("slice", "room", "item_id") if add_id_back else ("slice", "room")
     return [
-        Stage("stage0", ("item_id",), cfg.stage0, init=False),
+        Stage("stage0", ("item_id",), cfg.stage0, init=False, max_epochs=cfg.stage0_max_epochs),
         Stage("stage1", ("item_id", "slice"), cfg.stage1),
         Stage("stage2", ("item_id", "slice"), cfg.stage2, id_scale_from=1.0, id_scale_to=0.0, phase_end=cfg.phase_end),
         Stage("stage3", ("slice", "room"), cfg.stage3, copy_tokens=(("room", "slice"),)),

@@ -98,7 +98,7 @@ class RandomArm:
         self.seed = seed
 
     def score(self, cands: Candidates) -> np.ndarray:
-        from fluidrec.ranker.batching import hash_ids
+        from fluidrec.codes.ngram import hash_ids
 
         key = (cands.ts * 1_000_003 + cands.user_id) * 1_000_033 + cands.room_id + self.seed * 7_919
         return hash_ids(key, 1 << 30).astype(np.float64)
@@ -109,7 +109,7 @@ class RandomArm:
 
 def assign_users(user_ids: np.ndarray, n_arms: int, seed: int) -> np.ndarray:
     """Arm index of each user: a seeded hash of the user id mod ``n_arms`` (stable, disjoint)."""
-    from fluidrec.ranker.batching import hash_ids
+    from fluidrec.codes.ngram import hash_ids
 
     return hash_ids(np.asarray(user_ids, np.int64) * 31 + seed, n_arms)
 
