@@ -3,7 +3,9 @@
 The kernels are built by ``setup.py`` as optional extensions; each module is an empty
 Python module whose shared object also exports plain C functions, called through ctypes
 (which releases the GIL for the call). Where a kernel was not built (no C compiler at
-install time) ``load_kernel`` returns None and callers take their torch path.
+install time) ``load_kernel`` returns None and callers take their torch path. Setting
+``FLUIDREC_NO_KERNELS=1`` makes every kernel count as not built, so a machine with a
+compiler can check the fallback the way a machine without one runs (tests included).
 
 Example:
     >>> fns = load_kernel("fluidrec.ranker._fusedkernel", {"fluidrec_token_attention": (["p", "i", "i", "i", "i", "p", "i"], "i")})
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import os
 from typing import Any
 
 _TYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, "d": ctypes.c_double, None: None}
 
+NO_KERNELS_ENV = "FLUIDREC_NO_KERNELS"  # set: behave as if no kernel was built
 PANEL = 16  # column panel width of the kernels' GEMM (GC in src/fluidrec/_gemm6x16.h)
 
 
@@ -28,6 +32,8 @@ def load_kernel(module: str, signatures: dict[str, tuple[list[str], str | None]]
         signatures: C function name -> (argument types, return type); types are "p" (pointer),
             "i" (int64), "d" (double) or None (void return).
     """
+    if os.environ.get(NO_KERNELS_ENV):
+        return None
     try:
         lib = ctypes.CDLL(importlib.import_module(module).__file__)
         fns = {}
