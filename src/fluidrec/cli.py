@@ -26,6 +26,7 @@ STAGE_CLIS = (
     "fluidrec.simulate.cli",
     "fluidrec.serve.cli",
     "fluidrec.foresight.cli",
+    "fluidrec.sequence.cli",
 )
 
 

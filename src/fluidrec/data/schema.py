@@ -139,4 +139,25 @@ USERS = TableSpec(
     key="user_id",
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (AUTHORS, ROOMS, SLICES, IMPRESSIONS, QUERIES, USERS)}
+#: The short-video feed (docs/world.md, "Video feed"; docs/CONTRACTS.md): one row per video
+#: shown in a user's feed, sorted by ``ts``. An optional table: datasets without a video
+#: feed have no file, and ``validate_dataset`` checks it only when present.
+VIDEO_IMPRESSIONS = TableSpec(
+    "video_impressions",
+    (
+        Column("ts", _i64),
+        Column("user_id", _i64),
+        Column("slice_id", _i64),
+        Column("request_id", _i64, required=False),
+        Column("position", _i32, required=False, min_value=0),
+        Column("watch_s", _f32, min_value=0),
+        Column("watch_ratio", _f32, min_value=0),
+        Column("long_view", _i8, min_value=0, max_value=1),
+        Column("like", _i8, required=False, min_value=0, max_value=1),
+    ),
+)
+VIDEO_LABELS = ("long_view", "like")  # the 0/1 columns a sequence model may predict
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (AUTHORS, ROOMS, SLICES, IMPRESSIONS, QUERIES, USERS, VIDEO_IMPRESSIONS)}
+#: Tables a dataset may lack (every other table in TABLES is required).
+OPTIONAL_TABLES = frozenset({VIDEO_IMPRESSIONS.name})

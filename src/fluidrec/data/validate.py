@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fluidrec.data.io import MANIFEST, iter_parquet, open_parquet, read_parquet, table_path
-from fluidrec.data.schema import NO_ROOM, SCHEMA_VERSION, TABLES, TableSpec
+from fluidrec.data.schema import NO_ROOM, OPTIONAL_TABLES, SCHEMA_VERSION, TABLES, TableSpec
 from fluidrec.errors import DataError
 from fluidrec.utils.io import read_json, sha256_file
 
@@ -38,7 +38,7 @@ BATCH_ROWS = 1 << 20
 #: Times are unix milliseconds in [1970-01-01, 2200-01-01) UTC.
 TIME_MIN_MS = 0
 TIME_MAX_MS = 7_258_118_400_000
-TIME_COLUMNS = {"rooms": ("start_ts", "end_ts"), "slices": ("start_ts", "end_ts"), "impressions": ("ts",)}
+TIME_COLUMNS = {"rooms": ("start_ts", "end_ts"), "slices": ("start_ts", "end_ts"), "impressions": ("ts",), "video_impressions": ("ts",)}
 
 
 def _same_kind(actual: pa.DataType, declared: pa.DataType) -> bool:
@@ -144,6 +144,8 @@ def _check_manifest(root: Path, manifest, checksums: bool) -> dict:
         raise DataError("manifest tables must be an object", table=mpath, column="tables", value=type(recorded).__name__)
     for name in TABLES:
         path = table_path(root, name)
+        if name in OPTIONAL_TABLES and not path.exists() and name not in counts:
+            continue  # an optional table this dataset does not have
         rows = open_parquet(path).metadata.num_rows
         if name not in counts:
             raise DataError(f"row_counts has no entry for {name}", table=mpath, column=f"row_counts.{name}")
@@ -279,6 +281,8 @@ def validate_dataset(root: str | os.PathLike, *, checksums: bool = True) -> dict
     n_impressions = _validate_impressions(root, room_keys, slice_keys, slice_room, user_keys)
     counts = {name: t.num_rows for name, t in small.items()}
     counts["impressions"] = n_impressions
+    if table_path(root, "video_impressions").exists():
+        counts["video_impressions"] = _validate_video_impressions(root, slice_keys, user_keys)
     if "tables" not in manifest:
         verified = "not recorded (dataset written by an older fluidrec)"
     else:
@@ -313,5 +317,39 @@ def _validate_impressions(root: Path, room_keys, slice_keys, slice_room, user_ke
         if (owner != room).any():
             row = _first(owner != room)
             raise DataError(f"slice belongs to room {owner[row]}, not to the impression's room", table=str(path), column="slice_id", row=offset + row, value=int(sl[row]))
+        offset += batch.num_rows
+    return offset
+
+
+def _check_sorted_ts(ts: np.ndarray, last_ts, path: Path, offset: int, what: str):
+    """Raise unless ``ts`` continues a stream sorted by time; returns the new last ts."""
+    if not len(ts):
+        return last_ts
+    if last_ts is not None and ts[0] < last_ts:
+        raise DataError(f"{what} are not sorted by ts", table=str(path), column="ts", row=offset, value=int(ts[0]))
+    down = ts[1:] < ts[:-1]
+    if down.any():
+        row = _first(down) + 1
+        raise DataError(f"{what} are not sorted by ts", table=str(path), column="ts", row=offset + row, value=int(ts[row]))
+    return ts[-1]
+
+
+def _validate_video_impressions(root: Path, slice_keys, user_keys) -> int:
+    """The optional video feed: schema, values, times sorted, users and slices exist.
+
+    Any slice may be an item (importers write real items as one-slice rooms, domain "live").
+    """
+    spec = TABLES["video_impressions"]
+    path = table_path(root, "video_impressions")
+    _check_schema(spec, open_parquet(path).schema_arrow, path)
+    offset, last_ts = 0, None
+    for batch in iter_parquet(path, BATCH_ROWS):
+        _check_values(spec, batch, path, offset)
+        ts = batch.column("ts").to_numpy()
+        _check_times(ts, path, "ts", offset)
+        last_ts = _check_sorted_ts(ts, last_ts, path, offset, "video impressions")
+        _check_refs(batch.column("user_id").to_numpy(), user_keys, path, "user_id", "user", offset)
+        sl = batch.column("slice_id").to_numpy()
+        _check_refs(sl, slice_keys, path, "slice_id", "slice", offset)
         offset += batch.num_rows
     return offset

@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ablation-steps", type=non_negative_int, default=None, help="steps per encoder-ablation run (0 skips Table 6)")
     p.add_argument("--ab-requests", type=non_negative_int, default=None, help="held-out requests replayed in the A/B test")
     p.add_argument(
-        "--paper", choices=("fluid", "foresight"), default="fluid",
-        help="fluid: the FLUID tables (default, what `make demo` runs); foresight: the foresight paper's (same as `fluidrec foresight reproduce`)",
+        "--paper", choices=("fluid", "foresight", "long-sequence"), default="fluid",
+        help="fluid: the FLUID tables (default, what `make demo` runs); foresight: the foresight paper's (same as `fluidrec foresight reproduce`); "
+        "long-sequence: the semantic-native long-sequence paper's (same as `fluidrec sequence reproduce`)",
     )  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=_reproduce)
@@ -74,6 +75,14 @@ def _reproduce(args: argparse.Namespace) -> int:
 
         results = reproduce_foresight(foresight_config(args.scale, seed=args.seed), Path(args.out), resume=args.resume, progress=not args.json)
         emit({k: results[k] for k in ("table1", "table3", "seconds") if k in results}, args.json, lambda r: json.dumps(r, indent=1))
+        return 0
+    if args.paper == "long-sequence":
+        from fluidrec.sequence.cli import summary
+        from fluidrec.sequence.config import sequence_config
+        from fluidrec.sequence.run import reproduce_long_sequence
+
+        results = reproduce_long_sequence(sequence_config(args.scale, seed=args.seed), Path(args.out), resume=args.resume, progress=not args.json)
+        emit(summary(results), args.json, lambda r: json.dumps(r, indent=1))
         return 0
     cfg = ReproduceConfig.tiny(args.seed) if args.scale == "tiny" else ReproduceConfig(scale=args.scale, seed=args.seed)
     overrides = {

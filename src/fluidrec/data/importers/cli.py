@@ -52,6 +52,8 @@ def register_import(dsub: argparse._SubParsersAction) -> None:
     g.add_argument("--step-ms", type=bounded_int(1, TIME_MAX_MS - 1), default=60_000, help="pseudo-time between a user's consecutive items (default 60000)")
     g = p.add_argument_group("mind and csv")
     g.add_argument("--drop-items-without-text", action="store_true", help="drop interactions whose item has no row in the news / items file")
+    g.add_argument("--history-events", action="store_true", help="mind: also add each user's click history to the video feed "
+                   "(video_impressions) as clicks at synthetic times before the log window (history news become items)")
     g = p.add_argument_group("kuailive-m3")
     g.add_argument("--long-view-s", type=finite_float, default=30.0, help="watch seconds from which a session is a long view (default 30)")
     g.add_argument("--keep-rooms-without-segments", action="store_true", help="keep rooms with no segment embedding (one slice without embedding)")
@@ -113,7 +115,8 @@ def _import(args: argparse.Namespace) -> int:
             if args.source == "microlens":
                 summary = import_microlens(args.path, out, options, step_ms=args.step_ms)
             elif args.source == "mind":
-                summary = import_mind(args.path, out, options, drop_items_without_text=args.drop_items_without_text)
+                summary = import_mind(args.path, out, options, drop_items_without_text=args.drop_items_without_text,
+                                      history_events=args.history_events)
             else:
                 summary = import_kuailive_m3(
                     args.path,

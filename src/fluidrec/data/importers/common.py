@@ -598,6 +598,41 @@ def write_impressions(out: Path, imp: dict[str, np.ndarray], *, progress: bool =
     return n
 
 
+def video_events_from_impressions(imp: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``video_impressions`` columns for an importer's impressions (docs/CONTRACTS.md, docs/world.md "Video feed").
+
+    Real logs carry no watch ratio: ``watch_ratio`` is 1.0 for an interaction (click = 1) and 0.0
+    otherwise, ``long_view`` = click (the label a sequence model predicts), ``watch_s`` and
+    ``like`` are copied.
+    """
+    click = imp["click"].astype(np.int8)
+    cols = {
+        "ts": imp["ts"],
+        "user_id": imp["user_id"],
+        "slice_id": imp["slice_id"],
+        "watch_s": imp["watch_s"].astype(np.float32),
+        "watch_ratio": click.astype(np.float32),
+        "long_view": click,
+        "like": imp["like"].astype(np.int8),
+    }
+    for name in ("request_id", "position"):
+        if name in imp:
+            cols[name] = imp[name]
+    return cols
+
+
+def write_video_impressions(out: Path, cols: dict[str, np.ndarray]) -> int:
+    """Sort feed events by (ts, user, request, position) and write ``video_impressions.parquet``; returns rows."""
+    keys = [cols[k] for k in ("position", "request_id") if k in cols] + [cols["user_id"], cols["ts"]]
+    order = np.lexsort(keys)  # last key is primary
+    with TableWriter(out, "video_impressions") as w:
+        for lo in range(0, max(len(order), 1), WRITE_BATCH):
+            sel = order[lo : lo + WRITE_BATCH]
+            if len(sel) or not len(order):
+                w.write({name: col[sel] for name, col in cols.items()})
+    return len(order)
+
+
 def empty_impressions(with_request: bool = True) -> dict[str, np.ndarray]:
     """Typed empty impression columns (for building up)."""
     cols = {"ts": np.zeros(0, np.int64), "user_id": np.zeros(0, np.int64), "room_id": np.zeros(0, np.int64), "slice_id": np.zeros(0, np.int64)}

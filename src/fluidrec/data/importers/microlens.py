@@ -24,6 +24,11 @@ Mapping:
   watch_s 0); ``--negatives K`` adds K sampled negatives per positive from the
   items live at that pseudo-time. request_id = index of the positive.
 - **Authors**: one placeholder author (MicroLens-50k ships no creator ids here).
+- **Video feed** (``video_impressions``, for ``fluidrec.sequence``): the same rows as the
+  impressions (positives and sampled negatives, at the same pseudo-times), ``long_view`` =
+  click, ``watch_ratio`` 1.0 for a positive and 0.0 for a negative (the source has no watch
+  time). Split it leave-last-out (``load_event_log(..., split="last")``, the default for
+  ``time_kind = "sequence_index"``).
 - **Queries**: the title's inline hashtags (``# funny # unexpected ending``), up to 3 per item.
 
 Example:
@@ -54,9 +59,11 @@ from fluidrec.data.importers.common import (
     prepare_out,
     read_csv_rows,
     read_lines,
+    video_events_from_impressions,
     write_impressions,
     write_one_slice_items,
     write_queries,
+    write_video_impressions,
 )
 from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
@@ -170,6 +177,8 @@ def import_microlens(
         queries = [(q, int(i)) for i, t in zip(item_ids, title_col) for q in hashtag_queries(t)]
         n_queries = write_queries(tmp, queries)
         n_imp = write_impressions(tmp, imp, progress=options.progress)
+        # The same sequences as the sequence models' feed: positives and sampled negatives, pseudo-times.
+        n_video = write_video_impressions(tmp, video_events_from_impressions(imp))
 
         missing = sum(t is None for t in title_col)
         summary = finish(
@@ -187,7 +196,7 @@ def import_microlens(
                 "sampled_negatives": n_sampled,
             },
             bad=bad,
-            notes={"items_without_title": missing, "queries": n_queries},
+            notes={"items_without_title": missing, "queries": n_queries, "video_impressions": n_video},
             time_kind=TIME_SEQUENCE,
             started=started,
             extra={"time_step_ms": step_ms},

@@ -22,6 +22,13 @@ Mapping:
   ``drop_items_without_text`` drops their impressions; a news.tsv that is empty or
   has none of the news is an error. Times before 1970 (negative unix time) or ids
   beyond int64 are bad rows.
+- **Video feed** (``video_impressions``, for ``fluidrec.sequence``): every impression again
+  with ``long_view`` = click, ``watch_ratio`` = click (1.0 / 0.0: no watch time in MIND).
+  With ``history_events`` the click history of each user's earliest row is added as clicks
+  at **synthetic times**: the k-th of n history news at ``window start - (n - k)`` minutes
+  (MIND's history is ordered, oldest first, but has no times; every user's history then ends
+  one minute before the first impression of the log), request_id -1, and history news
+  become items (one-slice rooms) too. Off by default, so the other tables stay as before.
 - **Queries**: the labels of the title's entities (``title_entities``), up to 3 per news.
 - **Authors**: one placeholder author.
 
@@ -55,9 +62,11 @@ from fluidrec.data.importers.common import (
     prepare_out,
     read_lines,
     time_in_range,
+    video_events_from_impressions,
     write_impressions,
     write_one_slice_items,
     write_queries,
+    write_video_impressions,
 )
 from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
@@ -86,6 +95,7 @@ def import_mind(
     options: ImportOptions = ImportOptions(),
     *,
     drop_items_without_text: bool = False,
+    history_events: bool = False,
 ) -> ImportSummary:
     """Import a MIND split directory (``behaviors.tsv`` + ``news.tsv``) into ``out``.
 
@@ -94,6 +104,9 @@ def import_mind(
         out: output dataset directory.
         options: seed, negatives (added to the logged ones), skip_bad_rows, max_users, progress.
         drop_items_without_text: drop impressions of news missing from news.tsv.
+        history_events: also turn each user's click history (the ``history`` column of the
+            user's earliest row) into clicks at synthetic times before the log window, in the
+            video feed only (module docstring); history news become items too.
 
     Returns:
         ImportSummary.
@@ -114,6 +127,7 @@ def import_mind(
 
     cols = Columns({"ts": np.int64, "user_id": np.int64, "room_id": np.int64, "request_id": np.int64, "position": np.int32, "click": np.int8})
     history_entries = 0
+    first_history: dict[int, tuple[int, list[str]]] = {}  # user -> (ts, history) of the user's earliest row
     seen_requests: set[int] = set()
     for line_no, line in read_lines(behaviors, progress=options.progress):
         if not line.strip():
@@ -161,13 +175,17 @@ def import_mind(
             continue
         seen_requests.add(request)
         history_entries += len(history)
+        if user not in first_history or ts < first_history[user][0]:
+            first_history[user] = (ts, history)
         for pos, e in enumerate(entries):
             cols.append(ts=ts, user_id=user, room_id=int(e.group(1)), request_id=request, position=pos, click=int(e.group(2)))
     imp = cols.arrays()
     if not len(imp["ts"]):
         raise DataError("no valid impressions", table=str(behaviors))
 
-    news = _read_news(news_path, set(np.unique(imp["room_id"]).tolist()), bad, options.progress)
+    hist = _history_events(first_history, int(imp["ts"].min())) if history_events else None
+    wanted = set(np.unique(imp["room_id"]).tolist()) | (set(np.unique(hist["slice_id"]).tolist()) if hist else set())
+    news = _read_news(news_path, wanted, bad, options.progress)
     if not news:  # every title would be null: a wrong or truncated news.tsv
         raise DataError(f"none of the news in {BEHAVIORS_FILE} has a row here", table=str(news_path))
     dropped = 0
@@ -185,7 +203,10 @@ def import_mind(
             imp[lab] = np.zeros(n, np.int8)
     imp["watch_s"] = np.zeros(n, np.float32)
     n_pos = int(imp["click"].sum())
-    item_ids, start, end = item_lifetimes(imp["room_id"], imp["ts"])
+    if hist:  # history news are items too, live from their first synthetic click
+        item_ids, start, end = item_lifetimes(np.concatenate([imp["room_id"], hist["slice_id"]]), np.concatenate([imp["ts"], hist["ts"]]))
+    else:
+        item_ids, start, end = item_lifetimes(imp["room_id"], imp["ts"])
     if options.negatives:
         del imp["position"]  # sampled rows have no display position
     imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
@@ -212,12 +233,17 @@ def import_mind(
         write_table(tmp, "users", {"user_id": users})
         n_queries = write_queries(tmp, [(q, int(i)) for i, r in zip(item_ids, records) if r for q in r["entities"]])
         n_imp = write_impressions(tmp, imp, progress=options.progress)
+        video = video_events_from_impressions(imp)
+        if hist:
+            video = _with_history(video, hist)
+        n_video = write_video_impressions(tmp, video)
 
         summary = finish(
             tmp,
             source="mind",
             options=options,
-            config={"path": str(root), "drop_items_without_text": drop_items_without_text},
+            config={"path": str(root), "drop_items_without_text": drop_items_without_text,
+                    **({"history_events": True} if history_events else {})},
             counts={
                 "users": len(users),
                 "items": len(item_ids),
@@ -232,6 +258,8 @@ def import_mind(
                 "items_without_text": sum(r is None for r in records),
                 "impressions_dropped_without_text": dropped,
                 "history_entries_not_imported": history_entries,
+                "video_impressions": n_video,
+                "video_history_events": len(hist["ts"]) if hist else 0,
                 "queries": n_queries,
             },
             time_kind=TIME_UNIX_MS,
@@ -240,6 +268,38 @@ def import_mind(
         )
     summary.out = str(out)
     return summary
+
+
+#: Synthetic spacing of history clicks (MIND's history column has an order but no times).
+HISTORY_STEP_MS = 60_000
+
+
+def _history_events(first_history: dict[int, tuple[int, list[str]]], window_start: int) -> dict[str, np.ndarray] | None:
+    """Each user's history clicks at ``window_start - (n - k) * HISTORY_STEP_MS`` (k-th of n, oldest first)."""
+    users, items, ts = [], [], []
+    for user, (_, history) in sorted(first_history.items()):
+        n = len(history)
+        for k, tok in enumerate(history):
+            users.append(user)
+            items.append(int(tok[1:]))  # validated as N<digits> when the row was read
+            ts.append(window_start - (n - k) * HISTORY_STEP_MS)
+    if not users:
+        return None
+    if min(ts) < 0:
+        raise DataError("history too long to place before the log window (times before 1970)", table=BEHAVIORS_FILE, column="history")
+    return {"ts": np.array(ts, np.int64), "user_id": np.array(users, np.int64), "slice_id": np.array(items, np.int64)}
+
+
+def _with_history(video: dict[str, np.ndarray], hist: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feed's impression events plus the history clicks (label 1, watch ratio 1, request_id -1, position 0)."""
+    n = len(hist["ts"])
+    add = {
+        "ts": hist["ts"], "user_id": hist["user_id"], "slice_id": hist["slice_id"],
+        "watch_s": np.zeros(n, np.float32), "watch_ratio": np.ones(n, np.float32),
+        "long_view": np.ones(n, np.int8), "like": np.zeros(n, np.int8),
+        "request_id": np.full(n, -1, np.int64), "position": np.zeros(n, np.int32),
+    }  # fmt: skip
+    return {k: np.concatenate([v, add[k].astype(v.dtype)]) for k, v in video.items()}
 
 
 def _read_news(path: Path, wanted: set[int], bad: BadRows, progress: bool) -> dict[int, dict]:

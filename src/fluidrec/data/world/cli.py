@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     g.add_argument("--out", required=True, metavar="DIR", help="output directory (must be empty unless --force)")
     g.add_argument("--force", action="store_true", help="replace what a non-empty output directory holds (the old dataset stays whole until the new one is)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g.add_argument("--video-feed", action="store_true", help="also write the short-video feed with long per-user "
+                   "watch histories (video_impressions.parquet; docs/world.md, 'Video feed'); off by default")
     add_json_flag(g)
     g.set_defaults(func=_generate)
 
@@ -32,16 +34,24 @@ def _generate(args: argparse.Namespace) -> int:
     from fluidrec.data.world.config import WorldConfig
     from fluidrec.data.world.generate import generate_world_summary
 
-    cfg = WorldConfig.for_scale(args.scale, seed=args.seed)  # ConfigError (exit 2) on an unknown scale
+    feed = {"video_feed": True} if args.video_feed else {}  # absent when off: the default world's config is unchanged
+    cfg = WorldConfig.for_scale(args.scale, seed=args.seed, **feed)  # ConfigError (exit 2) on an unknown scale
     with output_dir(args.out, args.force) as out:
         s = generate_world_summary(cfg, out, progress=not args.no_progress)
     result = {"out": str(s.out_dir), "scale": cfg.scale, "seed": cfg.seed, "rows": s.rows,
               "ctr": round(s.ctr, 5), "seconds": round(s.seconds, 2)}
+    if s.video_feed is not None:
+        result["video_feed"] = s.video_feed
     emit(result, args.json, _render)
     return 0
 
 
 def _render(r: dict) -> str:
     flat = {f"rows.{k}": v for k, v in r["rows"].items()}
-    return render_kv({"out": r["out"], "scale": r["scale"], "seed": r["seed"], **flat, "ctr": r["ctr"],
+    text = render_kv({"out": r["out"], "scale": r["scale"], "seed": r["seed"], **flat, "ctr": r["ctr"],
                       "seconds": r["seconds"]}, title="synthetic world written")
+    if "video_feed" in r:
+        from fluidrec.data.world.video_feed import stats_line
+
+        text += "\n" + stats_line(r["video_feed"])
+    return text

@@ -33,6 +33,12 @@ _SCALE_SIZES: dict[str, dict[str, int]] = {
 }
 
 
+# Video-feed views per user per day at mean activity, per scale (a size like requests_per_day,
+# used only with video_feed=True): hundreds of events per user at small, thousands at medium
+# (docs/world.md, "Video feed").
+_VIDEO_VIEWS_PER_DAY: dict[str, float] = {"tiny": 30.0, "small": 60.0, "medium": 150.0, "large": 150.0}
+
+
 @dataclasses.dataclass(frozen=True)
 class WorldConfig:
     """Parameters of the synthetic world (sizes, content, population, ground truth, exposure).
@@ -132,6 +138,26 @@ class WorldConfig:
     highlight_like_weight: float = 0.0  # like logit += w * share of performance segments ahead
     highlight_gift_weight: float = 0.0  # gift logit += w * share of performance segments ahead
     highlight_follow_weight: float = 0.0  # follow logit += w * share of interaction segments ahead
+    # --- short-video feed (issue 17, long histories; off by default) -----------------
+    # Like ``segments``: with ``video_feed`` False nothing is drawn, no stream is consumed and
+    # ``to_dict`` leaves these fields out, so the default world stays bit for bit what it was.
+    # Sources of every value: docs/world.md, "Video feed".
+    video_feed: bool = False  # write video_impressions.parquet (fluidrec.data.world.video_feed)
+    video_views_per_day: float = 60.0  # views per user per day at mean activity (a size: set per scale)
+    video_max_views_per_day: float = 1000.0  # a heavy user's ceiling (~5.5 h of 20-s views), clips the activity tail
+    video_session_requests: float = 5.0  # mean feed requests (slates) per session
+    video_request_gap_s: float = 120.0  # mean time between two requests of a session (watching a slate)
+    video_pool: int = 200  # candidates the incumbent retrieves per request before ranking them
+    video_fresh_days: float = 2.0  # retrieval weight exp(-age / video_fresh_days)
+    video_phase_days: float = 3.0  # mean time between two changes of a user's current interest
+    video_phase_in_taste: float = 0.5  # share of new interests drawn from the user's long-term taste
+    video_phase_sharpness: float = 4.0  # such a draw is softmax(sharpness * affinity) over leaves
+    video_phase_weight: float = 1.0  # weight of the current interest beside the long-term affinity
+    video_watch_bias: float = -1.25  # log watch ratio mean offset: about a third of views finish (docs/world.md)
+    video_watch_sigma: float = 0.8  # log watch ratio noise (log-normal shape)
+    video_watch_cap: float = 5.0  # watch ratio cap (loops of a short video)
+    video_long_view_ratio: float = 1.0  # long_view = watch ratio >= this (finished the video)
+    video_like_bias: float = -5.0  # like logit offset (sets the like rate, docs/world.md)
 
     def __post_init__(self) -> None:
         check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
@@ -165,6 +191,17 @@ class WorldConfig:
         check(self.future_slices >= 0 and self.live_queries_max >= 0 and self.video_queries_max >= 0,
               "future_slices, live_queries_max and video_queries_max must be >= 0")
         self._check_segments()
+        self._check_video_feed()
+
+    def _check_video_feed(self) -> None:
+        check(isinstance(self.video_feed, bool), f"video_feed must be a bool, got {self.video_feed!r}")
+        check(isinstance(self.video_pool, int) and self.video_pool >= 1, f"video_pool must be an integer >= 1, got {self.video_pool!r}")
+        for name in ("video_views_per_day", "video_max_views_per_day", "video_session_requests", "video_request_gap_s", "video_fresh_days",
+                     "video_phase_days", "video_watch_sigma", "video_watch_cap", "video_long_view_ratio"):
+            check(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        check(0.0 <= self.video_phase_in_taste <= 1.0, f"video_phase_in_taste must be in [0, 1], got {self.video_phase_in_taste}")
+        check(self.video_phase_sharpness >= 0 and self.video_phase_weight >= 0, "video_phase_sharpness and video_phase_weight must be >= 0")
+        check(self.video_long_view_ratio <= self.video_watch_cap, "video_long_view_ratio must be <= video_watch_cap")
 
     def _check_segments(self) -> None:
         check(isinstance(self.segments, bool), f"segments must be a bool, got {self.segments!r}")
@@ -202,7 +239,10 @@ class WorldConfig:
         """
         if scale not in _SCALE_SIZES:
             raise ConfigError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
-        return cls(seed=seed, scale=scale, **{**_SCALE_SIZES[scale], **overrides})
+        sizes = dict(_SCALE_SIZES[scale])
+        if overrides.get("video_feed"):  # the feed's own size, only when it is on (the default world is unchanged)
+            sizes["video_views_per_day"] = _VIDEO_VIEWS_PER_DAY[scale]
+        return cls(seed=seed, scale=scale, **{**sizes, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """All fields, except the segment fields while they hold their defaults.
@@ -215,6 +255,9 @@ class WorldConfig:
         defaults = _DEFAULTS
         if not self.segments and all(d[k] == defaults[k] for k in SEGMENT_FIELDS):
             for k in SEGMENT_FIELDS:
+                del d[k]
+        if not self.video_feed and all(d[k] == defaults[k] for k in VIDEO_FEED_FIELDS):
+            for k in VIDEO_FEED_FIELDS:
                 del d[k]
         return d
 
@@ -230,4 +273,6 @@ SEGMENT_FIELDS = (
     "segments", "segment_s", "segment_sibling_prob", "segment_lead_prob", "highlight_gap_mean", "highlight_len_mean",
     "highlight_propensity_sigma", "performance_l1", "highlight_words", "highlight_horizon", *SEGMENT_EFFECTS,
 )
+_FIELD_NAMES = [f.name for f in dataclasses.fields(WorldConfig)]
+VIDEO_FEED_FIELDS = tuple(_FIELD_NAMES[_FIELD_NAMES.index("video_feed"):_FIELD_NAMES.index("video_like_bias") + 1])
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(WorldConfig)}

@@ -60,6 +60,7 @@ class WorldSummary:
     ctr: float
     seconds: float
     timings: dict[str, float]  # seconds per phase: population, slices, impressions, queries
+    video_feed: dict[str, float] | None = None  # the feed's figures (video_feed.write_video_feed), when on
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -158,7 +159,7 @@ def _write_slices(
             })
             bar.update(e - s)
     bar.close()
-    return {"ids": v_ids, "leaf": v_leaf, "author": v_author}
+    return {"ids": v_ids, "leaf": v_leaf, "author": v_author, "start": v_start, "duration_s": (v_end - v_start) / 1000.0}
 
 
 def _segment_streams(cfg: WorldConfig) -> tuple[np.random.Generator, np.random.Generator] | None:
@@ -171,6 +172,31 @@ def _segment_streams(cfg: WorldConfig) -> tuple[np.random.Generator, np.random.G
         return None
     children = np.random.SeedSequence(cfg.seed).spawn(len(_STREAMS) + 2)[len(_STREAMS):]
     return np.random.default_rng(children[0]), np.random.default_rng(children[1])
+
+
+def _video_feed_streams(cfg: WorldConfig) -> tuple[np.random.Generator, np.random.Generator] | None:
+    """Two streams (feed truth, feed draws) of their own, or None without the video feed.
+
+    Spawned after the generator's and the segments' streams, so switching the feed on
+    changes no draw of any other table.
+    """
+    if not cfg.video_feed:
+        return None
+    children = np.random.SeedSequence(cfg.seed).spawn(len(_STREAMS) + 4)[len(_STREAMS) + 2:]
+    return np.random.default_rng(children[0]), np.random.default_rng(children[1])
+
+
+def _write_video_feed(out: Path, cfg: WorldConfig, tax: Taxonomy, users: Users, authors: Authors,
+                      videos: dict[str, np.ndarray], progress: bool) -> dict[str, float] | None:
+    """``video_impressions.parquet`` and its truth (cfg.video_feed only; docs/world.md, "Video feed")."""
+    streams = _video_feed_streams(cfg)
+    if streams is None:
+        return None
+    from fluidrec.data.world import video_feed
+
+    vids = video_feed.Videos(videos["ids"], videos["leaf"].astype(np.int64), videos["author"].astype(np.int64),
+                             videos["start"].astype(np.int64), videos["duration_s"])
+    return video_feed.write_video_feed(out, cfg, tax, users, authors.quality, vids, streams, progress)
 
 
 def _write_segments(out: Path, cfg: WorldConfig, tax: Taxonomy, rooms: Rooms, segs: Segments,
@@ -416,6 +442,10 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
     t0 = time.perf_counter()
     write_table(out, "queries", _query_table(cfg, tax, rooms, engaged, videos, authors.quality, rng["queries"]))
     timings["queries"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    feed = _write_video_feed(out, cfg, tax, users, authors, videos, progress)
+    if feed is not None:
+        timings["video_feed"] = time.perf_counter() - t0
 
     manifest = write_manifest(out, source=SOURCE, seed=cfg.seed, extra={
         "scale": cfg.scale,
@@ -424,4 +454,4 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
         "taxonomy": {"branching": list(cfg.branching), "l1_names": tax.names[0], "l2_names": tax.names[1]},
     })
     return WorldSummary(out, dict(manifest["row_counts"]), clicks / max(n_imp, 1), time.perf_counter() - t_start,
-                        {k: round(v, 3) for k, v in timings.items()})
+                        {k: round(v, 3) for k, v in timings.items()}, feed)
