@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fluidrec.data.importers.common import (
-    BadRows,
-    ImportOptions,
-    hashtag_queries,
-    parse_time_ms,
-    sample_negatives,
-    sample_negatives_reference,
-)
+from fluidrec.data.importers.common import BadRows, ImportOptions, hashtag_queries, parse_time_ms
+from fluidrec.data.importers.negatives import sample_negatives, sample_negatives_reference
 from fluidrec.errors import ConfigError, DataError
 
 

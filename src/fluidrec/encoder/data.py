@@ -31,6 +31,7 @@ from fluidrec.encoder.cache import TokenCache
 from fluidrec.encoder.model import ItemBatch, TextBatch, pack_text
 from fluidrec.encoder.text import TextModule
 from fluidrec.errors import DataError
+from fluidrec.utils.lookup import sorted_lookup
 
 
 @dataclasses.dataclass
@@ -133,47 +134,80 @@ def load_encoder_data(
         cache_dir: where the cache lives (default ``<dataset_dir>/.cache``).
     """
     ds = dataset_dir if isinstance(dataset_dir, Dataset) else Dataset(dataset_dir)
+    keys = _read_slice_keys(ds)
+    slice_ids = keys.slice_ids
+    frames, has_frame = _load_frames(ds, frame_size, len(slice_ids))
+    token_cache = TokenCache.for_dataset(ds, text, cache_dir) if cache else None
+    item_tokens = _item_tokens(ds, text, keys, has_frame, token_cache)
+    topics = {c: keys.table.column(c).to_numpy().astype(np.int64) for c in ("topic_l1", "topic_l2") if c in keys.names}
+
+    query_ids = np.zeros(0, np.int64)
+    query_tokens: list[np.ndarray] = []
+    query_item = np.zeros(0, np.int64)
+    if with_queries:
+        query_ids, query_tokens, query_item = _load_queries(ds, text, slice_ids, token_cache)
+    return EncoderData(slice_ids, keys.is_video, item_tokens, frames, has_frame, topics, query_ids, query_tokens, query_item)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SliceKeys:
+    """The slices table's key columns, read and checked once."""
+
+    names: list[str]  # every column of the slices file
+    table: pa.Table  # slice_id, domain and those of author_id, topic_l1, topic_l2 present
+    slice_ids: np.ndarray  # (N,) int64
+    is_video: np.ndarray  # (N,) bool
+
+
+def _read_slice_keys(ds: Dataset) -> _SliceKeys:
+    """Read slice_id, domain (which must be 'live' or 'video') and the optional author and topic columns."""
     import pyarrow.parquet as pq
 
     names = pq.ParquetFile(ds.path("slices")).schema_arrow.names
     for col in ("slice_id", "domain"):
         if col not in names:
             raise DataError("missing column", table=str(ds.path("slices")), column=col)
-    slices_table = str(ds.path("slices"))
     want = ["slice_id", "domain"] + [c for c in ("author_id", "topic_l1", "topic_l2") if c in names]
     t = ds.table("slices", want)
     slice_ids = t.column("slice_id").to_numpy().astype(np.int64)
     domain = np.asarray(t.column("domain").to_pylist(), dtype=object)
     bad = np.flatnonzero((domain != "live") & (domain != "video"))
     if len(bad):
-        raise DataError("domain must be 'live' or 'video'", table=slices_table, column="domain", row=int(bad[0]), value=domain[bad[0]])
-    is_video = domain == "video"
+        raise DataError("domain must be 'live' or 'video'", table=str(ds.path("slices")), column="domain", row=int(bad[0]), value=domain[bad[0]])
+    return _SliceKeys(names, t, slice_ids, domain == "video")
 
-    frames, has_frame = None, np.zeros(len(slice_ids), dtype=bool)
-    if frame_size is not None:
-        ds_size = dataset_frame_size(ds)
-        if ds_size is None:
-            raise DataError(f"the encoder expects {frame_size}x{frame_size} frames but this dataset has none", table=slices_table, column="frame")
-        if ds_size != frame_size:
-            raise DataError(
-                f"dataset frames are {ds_size}x{ds_size} but the encoder was trained on {frame_size}x{frame_size}",
-                table=str(ds.root / "manifest.json"), column="frame_size", value=ds_size,
-            )
-        frames, has_frame = decode_frames(ds.table("slices", ["frame"]).column("frame"), frame_size, slices_table)
 
-    token_cache = TokenCache.for_dataset(ds, text, cache_dir) if cache else None
-    item_tokens = token_cache.load("items", slice_ids) if token_cache is not None else None
+def _load_frames(ds: Dataset, frame_size: int | None, n: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """(frames (N, S, S, 3) or None, has_frame (N,)); the dataset's frame side must be ``frame_size``."""
+    if frame_size is None:
+        return None, np.zeros(n, dtype=bool)
+    slices_table = str(ds.path("slices"))
+    ds_size = dataset_frame_size(ds)
+    if ds_size is None:
+        raise DataError(f"the encoder expects {frame_size}x{frame_size} frames but this dataset has none", table=slices_table, column="frame")
+    if ds_size != frame_size:
+        raise DataError(
+            f"dataset frames are {ds_size}x{ds_size} but the encoder was trained on {frame_size}x{frame_size}",
+            table=str(ds.root / "manifest.json"), column="frame_size", value=ds_size,
+        )
+    return decode_frames(ds.table("slices", ["frame"]).column("frame"), frame_size, slices_table)
+
+
+def _item_tokens(ds: Dataset, text: TextModule, keys: _SliceKeys, has_frame: np.ndarray, token_cache: TokenCache | None) -> list[np.ndarray]:
+    """Token ids of every slice's text fields, from the cache or tokenized (and then cached)."""
+    slices_table = str(ds.path("slices"))
+    item_tokens = token_cache.load("items", keys.slice_ids) if token_cache is not None else None
     if item_tokens is None:
-        fields = [f for f in text.fields if f in names]
+        fields = [f for f in text.fields if f in keys.names]
         tt = ds.table("slices", fields) if fields else None
         texts: dict[str, list] = {f: tt.column(f).to_pylist() for f in fields}
-        if "bio" in text.fields and "author_id" in names:
-            bios = _author_bios(ds, t.column("author_id").to_numpy())
+        if "bio" in text.fields and "author_id" in keys.names:
+            bios = _author_bios(ds, keys.table.column("author_id").to_numpy())
             if bios is not None:
                 texts["bio"] = bios
         item_tokens = text.item_tokens(texts, has_frame=has_frame, table=slices_table)
         if token_cache is not None:
-            token_cache.save("items", slice_ids, item_tokens)
+            token_cache.save("items", keys.slice_ids, item_tokens)
     else:
         # Cached ids were checked against the frames of the run that wrote them; this run may
         # load without frames, so the "nothing to embed" rule is applied again.
@@ -183,32 +217,31 @@ def load_encoder_data(
                 f"item has no text in any of the fields {list(text.fields)} and no frame; nothing to embed",
                 table=slices_table, column=text.fields[0], row=int(empty[0]),
             )
-    topics = {c: t.column(c).to_numpy().astype(np.int64) for c in ("topic_l1", "topic_l2") if c in names}
+    return item_tokens
 
-    query_ids = np.zeros(0, np.int64)
-    query_tokens: list[np.ndarray] = []
-    query_item = np.zeros(0, np.int64)
-    if with_queries:
-        qpath = str(ds.path("queries"))
-        q = ds.table("queries", ["query_id", "query_text", "slice_id"])
-        query_ids = q.column("query_id").to_numpy().astype(np.int64)
-        qslice = q.column("slice_id").to_numpy().astype(np.int64)
-        order = np.argsort(slice_ids, kind="stable")
-        pos = np.searchsorted(slice_ids[order], qslice)
-        pos = np.clip(pos, 0, len(order) - 1)
-        found = slice_ids[order][pos] == qslice
-        if not found.all():
-            r = int(np.flatnonzero(~found)[0])
-            raise DataError("query points to a slice_id not in slices", table=qpath, column="slice_id", row=r, value=int(qslice[r]))
-        query_item = order[pos]
-        cached = token_cache.load("queries", query_ids) if token_cache is not None else None
-        if cached is None:
-            query_tokens = text.query_tokens(q.column("query_text").to_pylist(), table=qpath)
-            if token_cache is not None:
-                token_cache.save("queries", query_ids, query_tokens)
-        else:
-            query_tokens = cached
-    return EncoderData(slice_ids, is_video, item_tokens, frames, has_frame, topics, query_ids, query_tokens, query_item)
+
+def _load_queries(
+    ds: Dataset, text: TextModule, slice_ids: np.ndarray, token_cache: TokenCache | None
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """(query_ids (Q,), query token ids, query_item (Q,) index into the slices); a query's slice must exist."""
+    qpath = str(ds.path("queries"))
+    q = ds.table("queries", ["query_id", "query_text", "slice_id"])
+    query_ids = q.column("query_id").to_numpy().astype(np.int64)
+    qslice = q.column("slice_id").to_numpy().astype(np.int64)
+    order = np.argsort(slice_ids, kind="stable")
+    pos, found = sorted_lookup(slice_ids[order], qslice)
+    if not found.all():
+        r = int(np.flatnonzero(~found)[0])
+        raise DataError("query points to a slice_id not in slices", table=qpath, column="slice_id", row=r, value=int(qslice[r]))
+    query_item = order[pos]
+    cached = token_cache.load("queries", query_ids) if token_cache is not None else None
+    if cached is None:
+        query_tokens = text.query_tokens(q.column("query_text").to_pylist(), table=qpath)
+        if token_cache is not None:
+            token_cache.save("queries", query_ids, query_tokens)
+    else:
+        query_tokens = cached
+    return query_ids, query_tokens, query_item
 
 
 def heldout_slices(data: EncoderData, eval_fraction: float, seed: int) -> np.ndarray:

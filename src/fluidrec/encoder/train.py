@@ -31,6 +31,7 @@ from torch import nn
 from fluidrec.data.io import Dataset
 from fluidrec.encoder.config import EncoderConfig
 from fluidrec.encoder.data import (
+    EncoderData,
     PairSampler,
     dataset_frame_size,
     heldout_slices,
@@ -170,6 +171,35 @@ def train_encoder(
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.seed)
+    run = _setup_run(cfg, dataset_dir)
+    stages = stages_for(cfg)
+    state = _resume_or_start(cfg, out, run.model, resume)
+
+    run.model.train()
+    bar = tqdm(total=cfg.train.steps, initial=state.step, desc="encoder train", unit="step", disable=not progress)
+    finished = _train_stages(run, cfg, stages, state, out, stop_after, bar)
+    bar.close()
+    if not finished:
+        return out
+    _save_model_and_log(run, cfg, stages, state.log, out)
+    return out
+
+
+@dataclasses.dataclass
+class _Run:
+    """What a training run works on, built once before the first step."""
+
+    model: MultimodalEncoder
+    mask_model: MultimodalEncoder | None  # frozen copy at initialisation for the false-negative mask
+    data: EncoderData
+    held: np.ndarray  # (N,) bool held-out slices
+    sampler: PairSampler
+    t0: float  # perf_counter when loading started
+    t_load: float  # seconds spent loading and tokenizing
+
+
+def _setup_run(cfg: EncoderConfig, dataset_dir: str | os.PathLike) -> _Run:
+    """Build the model (and its frozen mask copy), load the data, hold out slices, make the sampler."""
     ds = Dataset(dataset_dir)
     if not ds.has("queries"):
         raise DataError("the encoder trains on query-slice pairs but the dataset has no queries table", table=str(ds.root / "queries.parquet"))
@@ -182,29 +212,48 @@ def train_encoder(
     t_load = time.perf_counter() - t0
     held = heldout_slices(data, cfg.train.eval_fraction, cfg.seed)
     sampler = PairSampler(train_queries(data, held), data.query_is_video, cfg.train.batch_size, cfg.train.video_ratio, cfg.seed)
-    stages = stages_for(cfg)
+    return _Run(model, mask_model, data, held, sampler, t0, t_load)
 
+
+@dataclasses.dataclass
+class _ResumeState:
+    """Where training starts: step, stage index, loss log so far and the checkpoint (None on a fresh run)."""
+
+    step: int
+    stage_idx: int
+    log: list
+    ckpt: dict | None
+
+
+def _resume_or_start(cfg: EncoderConfig, out: Path, model: MultimodalEncoder, resume: bool) -> _ResumeState:
+    """Load ``checkpoint.pt`` into ``model`` when resuming (same config only); (re)write ``run_config.json``."""
     resolved = json.loads(json.dumps(to_jsonable(cfg)))  # as it reads back from JSON (tuples -> lists)
     ckpt_path = out / CHECKPOINT
-    start, stage_idx, log, ckpt = 0, 0, [], None
+    state = _ResumeState(0, 0, [], None)
     if resume and ckpt_path.exists():
         saved = read_json(out / "run_config.json") if (out / "run_config.json").exists() else None
         if saved != resolved:
             raise UsageError(f"{out} holds a checkpoint of a different config; use a new --out or delete {ckpt_path}")
         ckpt = _read_checkpoint(ckpt_path, model)
-        start, stage_idx, log = int(ckpt["step"]), int(ckpt["stage"]), list(ckpt["log"])
+        state = _ResumeState(int(ckpt["step"]), int(ckpt["stage"]), list(ckpt["log"]), ckpt)
     write_json(out / "run_config.json", resolved)
+    return state
 
-    model.train()
-    bar = tqdm(total=cfg.train.steps, initial=start, desc="encoder train", unit="step", disable=not progress)
-    step = start
-    stage_start = sum(s.steps for s in stages[:stage_idx])
-    opt = None
-    for si in range(stage_idx, len(stages)):
+
+def _train_stages(run: _Run, cfg: EncoderConfig, stages: list[Stage], state: _ResumeState, out: Path, stop_after: int | None, bar) -> bool:
+    """Train the stages from ``state``, checkpointing on the way and at the end; False when ``stop_after`` stopped it.
+
+    ``state.step`` and ``state.log`` advance in place.
+    """
+    model, log = run.model, state.log
+    step = state.step
+    stage_start = sum(s.steps for s in stages[: state.stage_idx])
+    ckpt, opt = state.ckpt, None
+    for si in range(state.stage_idx, len(stages)):
         stage = stages[si]
         params = set_trainable(model, stage.trains, freeze_word_embeddings=cfg.train.freeze_word_embeddings)
         opt = _make_optimizer([p for p in params if p.requires_grad], stage, cfg)
-        if ckpt is not None and si == stage_idx and step > stage_start:
+        if ckpt is not None and si == state.stage_idx and step > stage_start:
             opt.load_state_dict(ckpt["optimizer"])  # mid-stage resume: same optimiser state
         if ckpt is not None:
             torch.set_rng_state(ckpt["torch_rng"])  # dropout continues where it stopped
@@ -213,9 +262,9 @@ def train_encoder(
         while step < stage_end:
             if stop_after is not None and step >= stop_after:
                 _save_checkpoint(out, model, opt, step, si, log)
-                bar.close()
-                return out
-            loss, info = train_step(model, data, sampler.batch(step), cfg, mask_model)
+                state.step = step
+                return False
+            loss, info = train_step(model, run.data, run.sampler.batch(step), cfg, run.mask_model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], cfg.train.grad_clip)
@@ -227,21 +276,25 @@ def train_encoder(
             if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < cfg.train.steps:
                 _save_checkpoint(out, model, opt, step, si if step < stage_end else si + 1, log)
         stage_start = stage_end
-    bar.close()
+    state.step = step
     if opt is not None:
         _save_checkpoint(out, model, opt, step, len(stages), log)
-    model.eval()
+    return True
+
+
+def _save_model_and_log(run: _Run, cfg: EncoderConfig, stages: list[Stage], log: list, out: Path) -> None:
+    """Save the finished model (with a training summary) and ``train_log.json``."""
+    run.model.eval()
     first = float(np.mean([r["loss"] for r in log[:10]])) if log else float("nan")
     last = float(np.mean([r["loss"] for r in log[-10:]])) if log else float("nan")
     summary = {
         "steps": cfg.train.steps, "stages": [dataclasses.asdict(s) for s in stages],
-        "loss_first10": first, "loss_last10": last, "slices": int(len(data.slice_ids)),
-        "train_queries": int(len(sampler.live) + len(sampler.video)), "heldout_slices": int(held.sum()),
-        "load_s": round(t_load, 2), "train_s": round(time.perf_counter() - t0 - t_load, 2),
+        "loss_first10": first, "loss_last10": last, "slices": int(len(run.data.slice_ids)),
+        "train_queries": int(len(run.sampler.live) + len(run.sampler.video)), "heldout_slices": int(run.held.sum()),
+        "load_s": round(run.t_load, 2), "train_s": round(time.perf_counter() - run.t0 - run.t_load, 2),
     }
-    save_encoder(model, cfg, out, extra={"training": summary})
+    save_encoder(run.model, cfg, out, extra={"training": summary})
     write_json(out / "train_log.json", {"summary": summary, "log": log})
-    return out
 
 
 def is_trained(model_dir: str | os.PathLike) -> bool:

@@ -29,6 +29,7 @@ from fluidrec.errors import DataError, check
 from fluidrec.codes.ngram import hash_ids
 from fluidrec.ranker.batching import MAX_POSITION, PROFILE_VOCAB, Batch, age_bucket
 from fluidrec.utils.io import atomic_path
+from fluidrec.utils.lookup import sorted_lookup
 
 DAY_MS = 86_400_000
 FEATURES_VERSION = 2  # 2: default history of 64 clicks
@@ -257,6 +258,56 @@ def build_features(
     """
     cfg = cfg or FeatureConfig()
     ds = Dataset(dataset_dir)
+    imp = _read_impressions(ds)
+    ts, user_id, room_id = imp.ts, imp.user_id, imp.room_id
+    rooms = _look_up_rooms(ds, imp)
+    age_min = ((ts - rooms.start[rooms.pos]) / 60_000.0).astype(np.float32)
+    profile = _user_profiles(ds, user_id)
+    _check_slices_started(ds, imp)
+    codes = _read_codes(codes_path, room_codes_path, imp.slice_id)
+    n_train = _train_rows(ts, cfg, imp.path)
+    seen = np.isin(room_id, np.unique(room_id[:n_train]))
+
+    return Features(
+        ts=ts,
+        user_id=user_id,
+        room_id=room_id,
+        user=hash_ids(user_id, cfg.user_buckets),
+        profile=profile,
+        hour=((ts // 3_600_000) % 24).astype(np.int8),
+        position=np.clip(imp.position, 0, MAX_POSITION).astype(np.int8),
+        age_bucket=age_bucket(age_min).astype(np.int8),
+        age_min=age_min,
+        exposure=_count_before(room_id, ts).astype(np.int32),
+        author=hash_ids(rooms.author[rooms.pos], cfg.author_buckets),
+        item=(rooms.pos + 1).astype(np.int64),
+        slice_codes=codes.slice_codes,
+        room_codes=codes.room_codes,
+        hist_rows=_last_k_before(user_id, ts, imp.labels[:, 0].astype(np.int64), cfg.history_len),
+        labels=imp.labels,
+        seen=seen,
+        room_vocab=rooms.vocab,
+        n_train=n_train,
+        num_codes=codes.num_codes,
+        config=cfg,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Impressions:
+    """The impression columns the features are built from (N rows, time order)."""
+
+    path: str  # the impressions file, for error messages
+    ts: np.ndarray  # (N,) int64
+    user_id: np.ndarray  # (N,) int64
+    room_id: np.ndarray  # (N,) int64
+    slice_id: np.ndarray  # (N,) int64
+    position: np.ndarray  # (N,) int64, 0 without a position column
+    labels: np.ndarray  # (N, 5) int8 in LABELS_BINARY order
+
+
+def _read_impressions(ds: Dataset) -> _Impressions:
+    """Read the impressions; an empty table or one not sorted by ts is a DataError."""
     imp_path = str(ds.path("impressions"))
     cols = ds.table("impressions").column_names
     imp = ds.table("impressions", [c for c in ("ts", "user_id", "room_id", "slice_id", "position", *LABELS_BINARY) if c in cols])
@@ -267,61 +318,89 @@ def build_features(
     if np.any(np.diff(ts) < 0):
         row = int(np.flatnonzero(np.diff(ts) < 0)[0] + 1)
         raise DataError("impressions are not sorted by ts", table=imp_path, column="ts", row=row, value=int(ts[row]))
-    user_id = imp.column("user_id").to_numpy().astype(np.int64)
-    room_id = imp.column("room_id").to_numpy().astype(np.int64)
-    slice_id = imp.column("slice_id").to_numpy().astype(np.int64)
-    position = imp.column("position").to_numpy().astype(np.int64) if "position" in cols else np.zeros(n, np.int64)
-    labels = np.stack([imp.column(c).to_numpy() for c in LABELS_BINARY], axis=1).astype(np.int8)
+    return _Impressions(
+        path=imp_path,
+        ts=ts,
+        user_id=imp.column("user_id").to_numpy().astype(np.int64),
+        room_id=imp.column("room_id").to_numpy().astype(np.int64),
+        slice_id=imp.column("slice_id").to_numpy().astype(np.int64),
+        position=imp.column("position").to_numpy().astype(np.int64) if "position" in cols else np.zeros(n, np.int64),
+        labels=np.stack([imp.column(c).to_numpy() for c in LABELS_BINARY], axis=1).astype(np.int8),
+    )
 
-    # Rooms: start time (room age) and author.
+
+@dataclasses.dataclass(frozen=True)
+class _RoomLookup:
+    """The rooms table sorted by room_id, and each impression's row in it."""
+
+    vocab: np.ndarray  # (R,) sorted room ids
+    author: np.ndarray  # (R,) author of each room
+    start: np.ndarray  # (R,) start ts of each room
+    pos: np.ndarray  # (N,) row of each impression's room
+
+
+def _look_up_rooms(ds: Dataset, imp: _Impressions) -> _RoomLookup:
+    """Find every impression's room (start time for the room age, and author); an unknown room is a DataError."""
     rooms = ds.table("rooms", ["room_id", "author_id", "start_ts"])
     r_ids = rooms.column("room_id").to_numpy().astype(np.int64)
     r_order = np.argsort(r_ids)
     room_vocab = r_ids[r_order]
     r_author = rooms.column("author_id").to_numpy().astype(np.int64)[r_order]
     r_start = rooms.column("start_ts").to_numpy().astype(np.int64)[r_order]
-    pos = np.clip(np.searchsorted(room_vocab, room_id), 0, len(room_vocab) - 1)
-    bad = room_vocab[pos] != room_id
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError("room_id not in the rooms table", table=imp_path, column="room_id", row=row, value=int(room_id[row]))
-    age_min = ((ts - r_start[pos]) / 60_000.0).astype(np.float32)
+    pos, found = sorted_lookup(room_vocab, imp.room_id)
+    if not found.all():
+        row = int(np.flatnonzero(~found)[0])
+        raise DataError("room_id not in the rooms table", table=imp.path, column="room_id", row=row, value=int(imp.room_id[row]))
+    return _RoomLookup(room_vocab, r_author, r_start, pos)
 
-    # Users: profile columns (absent columns/users read as 0).
-    profile = np.zeros((n, len(USER_PROFILE_COLUMNS)), dtype=np.int16)
+
+def _user_profiles(ds: Dataset, user_id: np.ndarray) -> np.ndarray:
+    """(N, P) int16 profile columns of each impression's user (absent columns and users read as 0)."""
+    profile = np.zeros((len(user_id), len(USER_PROFILE_COLUMNS)), dtype=np.int16)
     if ds.has("users"):
         ucols = ds.table("users").column_names
         users = ds.table("users", [c for c in ("user_id", *USER_PROFILE_COLUMNS) if c in ucols])
         u_ids = users.column("user_id").to_numpy().astype(np.int64)
         u_order = np.argsort(u_ids)
-        u_sorted = u_ids[u_order]
-        upos = np.clip(np.searchsorted(u_sorted, user_id), 0, max(len(u_sorted) - 1, 0))
-        known = (u_sorted[upos] == user_id) if len(u_sorted) else np.zeros(n, bool)
+        upos, known = sorted_lookup(u_ids[u_order], user_id)
         for j, c in enumerate(USER_PROFILE_COLUMNS):
             if c in ucols:
                 vals = users.column(c).to_numpy().astype(np.int64)[u_order]
                 profile[:, j] = np.where(known, np.clip(vals[upos], 0, PROFILE_VOCAB - 1), 0)
+    return profile
 
-    # Causality: the slice shown must have started by the impression time.
+
+def _check_slices_started(ds: Dataset, imp: _Impressions) -> None:
+    """Causality: the slice shown must exist and have started by the impression time."""
     slices = ds.table("slices", ["slice_id", "start_ts"])
     s_ids = slices.column("slice_id").to_numpy().astype(np.int64)
     s_order = np.argsort(s_ids)
     s_sorted, s_start = s_ids[s_order], slices.column("start_ts").to_numpy().astype(np.int64)[s_order]
-    spos = np.clip(np.searchsorted(s_sorted, slice_id), 0, len(s_sorted) - 1)
-    bad = (s_sorted[spos] != slice_id) | (s_start[spos] > ts)
+    spos, found = sorted_lookup(s_sorted, imp.slice_id)
+    bad = ~found | (s_start[spos] > imp.ts)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        why = "slice_id not in the slices table" if s_sorted[spos[row]] != slice_id[row] else "slice starts after the impression"
-        raise DataError(why, table=imp_path, column="slice_id", row=row, value=int(slice_id[row]))
+        why = "slice_id not in the slices table" if not found[row] else "slice starts after the impression"
+        raise DataError(why, table=imp.path, column="slice_id", row=row, value=int(imp.slice_id[row]))
 
-    # Slice codes by slice_id; room codes row-aligned with impressions.
+
+@dataclasses.dataclass(frozen=True)
+class _Codes:
+    """Slice codes of each impression's slice and the row-aligned room codes."""
+
+    slice_codes: np.ndarray  # (N, L) int32
+    room_codes: np.ndarray  # (N, L) int32
+    num_codes: int  # max code + 1
+
+
+def _read_codes(codes_path: str | os.PathLike, room_codes_path: str | os.PathLike, slice_id: np.ndarray) -> _Codes:
+    """Slice codes by slice_id, room codes one row per impression; files that do not match the dataset are a DataError."""
+    n = len(slice_id)
     c_ids, c_codes = read_slice_codes(codes_path)
     c_order = np.argsort(c_ids)
-    c_sorted = c_ids[c_order]
-    cpos = np.clip(np.searchsorted(c_sorted, slice_id), 0, len(c_sorted) - 1)
-    bad = c_sorted[cpos] != slice_id
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
+    cpos, found = sorted_lookup(c_ids[c_order], slice_id)
+    if not found.all():
+        row = int(np.flatnonzero(~found)[0])
         raise DataError(
             f"impression row {row} shows a slice with no code (codes and dataset do not match)",
             table=str(codes_path), column="slice_id", value=int(slice_id[row]),
@@ -339,9 +418,12 @@ def build_features(
         )
     if min(slice_codes.min(), room_codes.min()) < 0:
         raise DataError("negative code", table=str(codes_path))
-    num_codes = int(max(slice_codes.max(), room_codes.max())) + 1
+    return _Codes(slice_codes, room_codes, int(max(slice_codes.max(), room_codes.max())) + 1)
 
-    # Split by time.
+
+def _train_rows(ts: np.ndarray, cfg: FeatureConfig, imp_path: str) -> int:
+    """Rows [0, n_train) of the time-sorted stream are the training set; both sides must be non-empty."""
+    n = len(ts)
     if cfg.test_fraction is not None:
         n_train = int(np.floor(n * (1.0 - cfg.test_fraction)))
     else:
@@ -352,31 +434,7 @@ def build_features(
             f"{(ts[-1] - ts[0]) / DAY_MS:.2f} days); set test_fraction instead",
             table=imp_path, column="ts",
         )  # fmt: skip
-    seen = np.isin(room_id, np.unique(room_id[:n_train]))
-
-    return Features(
-        ts=ts,
-        user_id=user_id,
-        room_id=room_id,
-        user=hash_ids(user_id, cfg.user_buckets),
-        profile=profile,
-        hour=((ts // 3_600_000) % 24).astype(np.int8),
-        position=np.clip(position, 0, MAX_POSITION).astype(np.int8),
-        age_bucket=age_bucket(age_min).astype(np.int8),
-        age_min=age_min,
-        exposure=_count_before(room_id, ts).astype(np.int32),
-        author=hash_ids(r_author[pos], cfg.author_buckets),
-        item=(pos + 1).astype(np.int64),
-        slice_codes=slice_codes,
-        room_codes=room_codes,
-        hist_rows=_last_k_before(user_id, ts, labels[:, 0].astype(np.int64), cfg.history_len),
-        labels=labels,
-        seen=seen,
-        room_vocab=room_vocab,
-        n_train=n_train,
-        num_codes=num_codes,
-        config=cfg,
-    )
+    return n_train
 
 
 def _fingerprint(*paths: str | os.PathLike, cfg: FeatureConfig) -> str:

@@ -11,11 +11,12 @@ Example:
     >>> summary.impressions
 """
 
-from fluidrec.data.importers.common import ImportOptions, ImportSummary, sample_negatives, sample_negatives_reference
+from fluidrec.data.importers.common import ImportOptions, ImportSummary
 from fluidrec.data.importers.csv_log import CsvFormat, import_csv
 from fluidrec.data.importers.kuailive import import_kuailive_m3
 from fluidrec.data.importers.microlens import import_microlens
 from fluidrec.data.importers.mind import import_mind
+from fluidrec.data.importers.negatives import sample_negatives, sample_negatives_reference
 
 __all__ = [
     "CsvFormat",

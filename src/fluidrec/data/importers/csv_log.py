@@ -53,10 +53,10 @@ from fluidrec.data.importers.common import (
     ImportOptions,
     ImportSummary,
     UserCap,
-    add_sampled_negatives,
     check_input_file,
     finish,
     hashtag_queries,
+    import_counts,
     item_lifetimes,
     parse_time_ms,
     prepare_out,
@@ -66,6 +66,7 @@ from fluidrec.data.importers.common import (
     write_one_slice_items,
     write_queries,
 )
+from fluidrec.data.importers.negatives import add_sampled_negatives
 from fluidrec.data.io import PARQUET_WRITE, DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.errors import DataError, UsageError, check
@@ -176,86 +177,20 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
         check_input_file(p)
     out = prepare_out(out)
     bad = BadRows(options.skip_bad_rows)
-    cap = UserCap(options.max_users)
+    log = _read_interactions(fmt, inter_path, bad, UserCap(options.max_users), options.progress)
 
-    users: dict[str, int] = {}
-    items: dict[str, int] = {}
-    cols = Columns({"ts": np.int64, "user_id": np.int64, "room_id": np.int64, "click": np.int8})
-    scale = 1000 if fmt.time_unit == "s" else 1
-    idx: dict[str, int] | None = None
-    row_index = 0
-    for line_no, fields in read_csv_rows(inter_path, delimiter=fmt.delimiter, encoding=fmt.encoding, progress=options.progress):
-        if idx is None:
-            roles = {"--user-col": fmt.user_col, "--item-col": fmt.item_col, "--time-col": fmt.time_col, "--label-col": fmt.label_col}
-            idx = _resolve(inter_path, fields, fmt.header, roles)
-            width = len(fields)
-            if fmt.header:
-                continue
-        if not fields or fields == [""]:
-            bad.report(inter_path, line_no, "empty line")
-            continue
-        if len(fields) != width:
-            bad.report(inter_path, line_no, f"expected {width} fields, got {len(fields)}", fmt.delimiter.join(fields)[:80])
-            continue
-        user, item = fields[idx["--user-col"]].strip(), fields[idx["--item-col"]].strip()
-        if not user or not item:
-            bad.report(inter_path, line_no, f"empty {'user' if not user else 'item'} id")
-            continue
-        if "--time-col" in idx:
-            raw = fields[idx["--time-col"]].strip()
-            ts = parse_time_ms(raw)
-            if ts is None:
-                bad.report(inter_path, line_no, "time is neither an integer nor an ISO-8601 date-time", raw)
-                continue
-            if raw.lstrip("+-").isdigit():
-                ts *= scale
-            if not time_in_range(ts):  # before an int64 overflow, and before validate sees it
-                bad.report(inter_path, line_no, f"time {TIME_RANGE}" + (" (after --time-unit s)" if scale != 1 and raw.lstrip("+-").isdigit() else ""), raw, column=fmt.time_col)
-                continue
-        else:
-            ts = row_index
-        click = 1
-        if "--label-col" in idx:
-            raw = fields[idx["--label-col"]].strip()
-            try:
-                value = float(raw)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                bad.report(inter_path, line_no, "label is not a finite number", raw)
-                continue
-            click = int(value >= fmt.positive_threshold)
-        if not cap.admit(user):
-            continue
-        uid = users.setdefault(user, len(users))
-        iid = items.setdefault(item, len(items))
-        cols.append(ts=ts, user_id=uid, room_id=iid, click=click)
-        row_index += 1
-    imp = cols.arrays()
-    if not len(imp["ts"]):
-        raise DataError("no valid interactions", table=str(inter_path))
-
-    texts = _read_items(fmt, items_path, items, bad, options.progress)
+    texts = _read_items(fmt, items_path, log.items, bad, options.progress)
     if not texts:  # every title would be null: the wrong file, id column or delimiter, not a dataset
         raise DataError(
-            f"none of the {len(items)} interacted items has a row in the items file (check --items / --items-id-col / --delimiter)",
+            f"none of the {len(log.items)} interacted items has a row in the items file (check --items / --items-id-col / --delimiter)",
             table=str(items_path),
         )
-    dropped = 0
+    imp, dropped = log.imp, 0
     if fmt.drop_items_without_text:
-        keep = np.isin(imp["room_id"], np.fromiter(texts.keys(), np.int64, len(texts)))
-        dropped = int((~keep).sum())
-        imp = {k: v[keep] for k, v in imp.items()}
-        if not len(imp["ts"]):
-            raise DataError("no interactions left after dropping items missing from the items file", table=str(items_path))
+        imp, dropped = _drop_items_without_text(imp, texts, items_path)
 
     n = len(imp["ts"])
-    imp["slice_id"] = imp["room_id"]
-    imp["request_id"] = np.arange(n, dtype=np.int64)
-    for lab in LABELS_BINARY:
-        if lab != "click":
-            imp[lab] = np.zeros(n, np.int8)
-    imp["watch_s"] = np.zeros(n, np.float32)
+    _add_impression_columns(imp)
     n_pos = int(imp["click"].sum())
     item_ids, start, end = item_lifetimes(imp["room_id"], imp["ts"])
     imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
@@ -267,23 +202,18 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
         write_table(tmp, "users", {"user_id": user_ids})
         n_queries = write_queries(tmp, [(q, int(i)) for i, t in zip(item_ids, title) for q in hashtag_queries(t)])
         n_imp = write_impressions(tmp, imp, progress=options.progress)
-        _source_map(tmp, "source_users", "user_id", list(users))
-        _source_map(tmp, "source_items", "room_id", list(items))
+        _source_map(tmp, "source_users", "user_id", list(log.users))
+        _source_map(tmp, "source_items", "room_id", list(log.items))
 
         summary = finish(
             tmp,
             source="csv",
             options=options,
             config={"format": dataclasses.asdict(fmt)},
-            counts={
-                "users": len(user_ids),
-                "items": len(item_ids),
-                "slices": len(item_ids),
-                "impressions": n_imp,
-                "positives": n_pos,
-                "logged_negatives": n - n_pos,
-                "sampled_negatives": n_sampled,
-            },
+            counts=import_counts(
+                users=len(user_ids), items=len(item_ids), impressions=n_imp,
+                positives=n_pos, logged_negatives=n - n_pos, sampled_negatives=n_sampled,
+            ),  # fmt: skip
             bad=bad,
             notes={
                 "items_without_text": sum(t is None for t in title),
@@ -295,6 +225,118 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
         )
     summary.out = str(out)
     return summary
+
+
+@dataclasses.dataclass
+class _Interactions:
+    """The good rows of the interactions file, with dense ids."""
+
+    imp: dict[str, np.ndarray]  # ts, user_id, room_id, click
+    users: dict[str, int]  # source user id -> dense user_id, in order of first appearance
+    items: dict[str, int]  # source item id -> dense room_id, in order of first appearance
+
+
+def _read_interactions(fmt: CsvFormat, path: Path, bad: BadRows, cap: UserCap, progress: bool) -> _Interactions:
+    """Stream the interactions file into columns; a file without one good row is a DataError."""
+    users: dict[str, int] = {}
+    items: dict[str, int] = {}
+    cols = Columns({"ts": np.int64, "user_id": np.int64, "room_id": np.int64, "click": np.int8})
+    idx: dict[str, int] | None = None
+    width = 0
+    row_index = 0
+    for line_no, fields in read_csv_rows(path, delimiter=fmt.delimiter, encoding=fmt.encoding, progress=progress):
+        if idx is None:
+            roles = {"--user-col": fmt.user_col, "--item-col": fmt.item_col, "--time-col": fmt.time_col, "--label-col": fmt.label_col}
+            idx = _resolve(path, fields, fmt.header, roles)
+            width = len(fields)
+            if fmt.header:
+                continue
+        row = _parse_interaction(fmt, path, bad, line_no, fields, idx, width, row_index)
+        if row is None:
+            continue
+        user, item, ts, click = row
+        if not cap.admit(user):
+            continue
+        uid = users.setdefault(user, len(users))
+        iid = items.setdefault(item, len(items))
+        cols.append(ts=ts, user_id=uid, room_id=iid, click=click)
+        row_index += 1
+    imp = cols.arrays()
+    if not len(imp["ts"]):
+        raise DataError("no valid interactions", table=str(path))
+    return _Interactions(imp, users, items)
+
+
+def _parse_interaction(
+    fmt: CsvFormat, path: Path, bad: BadRows, line_no: int, fields: list[str], idx: dict[str, int], width: int, row_index: int
+) -> tuple[str, str, int, int] | None:
+    """(user, item, ts, click) of one interactions row, or None after reporting it as bad.
+
+    Without a time column the row's ts is ``row_index`` (the count of rows kept so far).
+    """
+    if not fields or fields == [""]:
+        bad.report(path, line_no, "empty line")
+        return None
+    if len(fields) != width:
+        bad.report(path, line_no, f"expected {width} fields, got {len(fields)}", fmt.delimiter.join(fields)[:80])
+        return None
+    user, item = fields[idx["--user-col"]].strip(), fields[idx["--item-col"]].strip()
+    if not user or not item:
+        bad.report(path, line_no, f"empty {'user' if not user else 'item'} id")
+        return None
+    ts: int | None = row_index
+    if "--time-col" in idx:
+        ts = _parse_row_time(fmt, path, bad, line_no, fields[idx["--time-col"]].strip())
+        if ts is None:
+            return None
+    click = 1
+    if "--label-col" in idx:
+        raw = fields[idx["--label-col"]].strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            bad.report(path, line_no, "label is not a finite number", raw)
+            return None
+        click = int(value >= fmt.positive_threshold)
+    return user, item, ts, click
+
+
+def _parse_row_time(fmt: CsvFormat, path: Path, bad: BadRows, line_no: int, raw: str) -> int | None:
+    """Unix ms of a time field (integers scaled by ``time_unit``), or None after reporting it as bad."""
+    scale = 1000 if fmt.time_unit == "s" else 1
+    ts = parse_time_ms(raw)
+    if ts is None:
+        bad.report(path, line_no, "time is neither an integer nor an ISO-8601 date-time", raw)
+        return None
+    if raw.lstrip("+-").isdigit():
+        ts *= scale
+    if not time_in_range(ts):  # before an int64 overflow, and before validate sees it
+        bad.report(path, line_no, f"time {TIME_RANGE}" + (" (after --time-unit s)" if scale != 1 and raw.lstrip("+-").isdigit() else ""), raw, column=fmt.time_col)
+        return None
+    return ts
+
+
+def _drop_items_without_text(imp: dict[str, np.ndarray], texts: dict[int, str], items_path: Path) -> tuple[dict[str, np.ndarray], int]:
+    """(interactions whose item has a row in the items file, how many were dropped)."""
+    keep = np.isin(imp["room_id"], np.fromiter(texts.keys(), np.int64, len(texts)))
+    dropped = int((~keep).sum())
+    imp = {k: v[keep] for k, v in imp.items()}
+    if not len(imp["ts"]):
+        raise DataError("no interactions left after dropping items missing from the items file", table=str(items_path))
+    return imp, dropped
+
+
+def _add_impression_columns(imp: dict[str, np.ndarray]) -> None:
+    """Complete the columns in place: slice = room (one-slice rooms), one request per row, other labels and watch_s 0."""
+    n = len(imp["ts"])
+    imp["slice_id"] = imp["room_id"]
+    imp["request_id"] = np.arange(n, dtype=np.int64)
+    for lab in LABELS_BINARY:
+        if lab != "click":
+            imp[lab] = np.zeros(n, np.int8)
+    imp["watch_s"] = np.zeros(n, np.float32)
 
 
 def _read_items(fmt: CsvFormat, path: Path, items: dict[str, int], bad: BadRows, progress: bool) -> dict[int, str]:

@@ -63,6 +63,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -83,9 +84,9 @@ from fluidrec.data.importers.common import (
     ImportSummary,
     UserCap,
     _bar,
-    add_sampled_negatives,
     finish,
     hashtag_queries,
+    import_counts,
     parse_id,
     parse_time_ms,
     prepare_out,
@@ -94,6 +95,7 @@ from fluidrec.data.importers.common import (
     write_impressions,
     write_queries,
 )
+from fluidrec.data.importers.negatives import add_sampled_negatives
 from fluidrec.data.io import PARQUET_WRITE, DatasetWriter, iter_parquet, open_parquet, write_table
 from fluidrec.data.schema import LABELS_BINARY, NO_ROOM
 from fluidrec.data.validate import TIME_MAX_MS, TIME_MIN_MS
@@ -279,27 +281,83 @@ def import_kuailive_m3(
         raise DataError("KuaiLive-M3 directory not found", table=str(root))
     out = prepare_out(out)
     bad = BadRows(options.skip_bad_rows)
-    cap = UserCap(options.max_users)
     notes: dict[str, int] = {}
 
+    log = _read_impressions(root, UserCap(options.max_users), bad, long_view_s, options)
+    wanted = np.unique(log.imp["room_id"])
+    rooms = _read_rooms(root / "live_room_meta.parquet", wanted, bad, options.progress)
+    seg = _read_segments(root / SEGMENT_DIR, wanted, bad, options.progress)
+    log, rooms, seg = _keep_rooms_with_meta_and_segments(log, rooms, seg, keep_rooms_without_segments, notes, root)
+    imp = log.imp
+
+    slices = _live_slices(root, imp, rooms, seg, keep_rooms_without_segments, notes, bad, options.progress)
+    slice_of = _slice_lookup(slices)
+    imp["slice_id"] = slice_of(imp["room_id"], imp["ts"])
+    imp["request_id"] = np.arange(len(imp["ts"]), dtype=np.int64)
+    imp, n_sampled = add_sampled_negatives(imp, rooms["room_id"], rooms["start_ts"], rooms["end_ts"], options, slice_of=slice_of)
+
+    videos = _read_videos(root, bad, options.progress, first_id=len(slices["slice_id"]), max_videos=max_videos)
+    notes["videos"] = len(videos["slice_id"])
+
+    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
+        n_slices = _write_authors_rooms_slices(tmp, root, rooms, slices, videos, bad, options.progress)
+        n_users = _write_users(tmp, root, imp, bad, options)
+        n_queries = _write_queries(tmp, slices, videos)
+        n_imp = write_impressions(tmp, imp, progress=options.progress)
+        n_emb = _write_embeddings_and_sources(tmp, slices, videos)
+        notes.update(slices_without_embedding=int(n_slices - n_emb), queries=n_queries)
+
+        summary = finish(
+            tmp,
+            source="kuailive-m3",
+            options=options,
+            config={"path": str(root), "long_view_s": long_view_s,
+                    "keep_rooms_without_segments": keep_rooms_without_segments, "max_videos": max_videos},
+            counts=import_counts(
+                users=n_users, items=len(rooms["room_id"]), slices=n_slices, impressions=n_imp,
+                positives=log.positives, logged_negatives=log.logged_negatives, sampled_negatives=n_sampled,
+            ),  # fmt: skip
+            bad=bad,
+            notes=notes,
+            time_kind=TIME_UNIX_MS,
+            started=started,
+            extra={"embeddings": EMBEDDINGS_FILE, "embedding_dim": EMBED_DIM, "topic_names": videos["topic_names"]},
+        )
+    summary.out = str(out)
+    return summary
+
+
+@dataclasses.dataclass
+class _Impressions:
+    """Impression columns: the ``positives`` watch sessions first, then the ``logged_negatives`` shows."""
+
+    imp: dict[str, np.ndarray]
+    positives: int
+    logged_negatives: int
+
+
+def _read_impressions(root: Path, cap: UserCap, bad: BadRows, long_view_s: float, options: ImportOptions) -> _Impressions:
+    """Watch sessions (positives) then live_show rows (logged negatives); none at all is a DataError."""
     imp = _read_sessions(root / "live_interaction.csv", cap, bad, long_view_s, options.progress)
     n_pos = len(imp["ts"])
     shows = _read_shows(root / "live_show.parquet", cap, bad, options)
-    n_logged_neg = len(shows["ts"])
     imp = {k: np.concatenate([imp[k], shows[k]]) for k in imp}
     if not len(imp["ts"]):
         raise DataError("no valid watch sessions or impressions", table=str(root / "live_interaction.csv"))
+    return _Impressions(imp, n_pos, len(shows["ts"]))
 
-    wanted = np.unique(imp["room_id"])
-    rooms = _read_rooms(root / "live_room_meta.parquet", wanted, bad, options.progress)
-    seg = _read_segments(root / SEGMENT_DIR, wanted, bad, options.progress)
 
-    # Rooms need metadata, and (unless kept) at least one segment embedding.
+def _keep_rooms_with_meta_and_segments(
+    log: _Impressions, rooms: dict[str, np.ndarray], seg: dict[str, np.ndarray], keep_empty: bool, notes: dict[str, int], root: Path
+) -> tuple[_Impressions, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Keep impressions of rooms with metadata and (unless ``keep_empty``) a segment embedding, and the rooms and
+    segments they use; drop counts go to ``notes``. Returns (impressions, rooms, segments)."""
+    imp, n_pos = log.imp, log.positives
     has_meta = np.isin(imp["room_id"], rooms["room_id"])
     notes["impressions_dropped_room_not_in_meta"] = int((~has_meta).sum())
     seg_rooms = np.unique(seg["room_id"])
     has_seg = np.isin(imp["room_id"], seg_rooms)
-    if keep_rooms_without_segments:
+    if keep_empty:
         keep = has_meta
     else:
         keep = has_meta & has_seg
@@ -313,90 +371,78 @@ def import_kuailive_m3(
     rooms = {k: v[rsel] for k, v in rooms.items()}
     ssel = np.isin(seg["room_id"], used)
     seg = {k: v[ssel] for k, v in seg.items()}
+    return _Impressions(imp, n_pos, n_logged_neg), rooms, seg
 
-    slices = _build_live_slices(rooms, seg, keep_rooms_without_segments)
+
+def _live_slices(
+    root: Path, imp: dict[str, np.ndarray], rooms: dict[str, np.ndarray], seg: dict[str, np.ndarray], keep_empty: bool,
+    notes: dict[str, int], bad: BadRows, progress: bool,
+) -> dict[str, np.ndarray]:
+    """The live slices (``_build_live_slices``) with their comments; rooms kept without segments go to ``notes``."""
+    slices = _build_live_slices(rooms, seg, keep_empty)
+    notes["rooms_without_segments_kept"] = int(len(np.unique(imp["room_id"])) - len(np.unique(seg["room_id"]))) if keep_empty else 0
+    slices["comments"] = _read_comments(root / "live_comment.csv", slices, bad, progress)
+    return slices
+
+
+def _write_queries(tmp: Path, slices: dict[str, np.ndarray], videos: dict) -> int:
+    """Write the queries: live titles' hashtags, then each video's queries; returns the row count."""
+    queries = [(q, int(s)) for s, t in zip(slices["slice_id"], slices["title"]) for q in hashtag_queries(t)]
+    queries += [(q, int(s)) for s, qs in zip(videos["slice_id"], videos["queries"]) for q in qs]
+    return write_queries(tmp, queries)
+
+
+def _write_authors_rooms_slices(
+    tmp: Path, root: Path, rooms: dict[str, np.ndarray], slices: dict[str, np.ndarray], videos: dict, bad: BadRows, progress: bool
+) -> int:
+    """Write the authors, rooms and slices (live, then video) tables; returns the slice count."""
+    authors = set(rooms["author_id"].tolist()) | set(videos["author_id"].tolist()) | _read_id_set(root / "author_profile.csv", "author_id", bad, progress)
+    write_table(tmp, "authors", {"author_id": np.array(sorted(authors), np.int64)})
+    write_table(tmp, "rooms", {k: rooms[k] for k in ("room_id", "author_id", "start_ts", "end_ts")})
     n_live = len(slices["slice_id"])
-    notes["rooms_without_segments_kept"] = int(len(used) - len(np.unique(seg["room_id"]))) if keep_rooms_without_segments else 0
-    slices["comments"] = _read_comments(root / "live_comment.csv", slices, bad, options.progress)
-    slice_of = _slice_lookup(slices)
-    imp["slice_id"] = slice_of(imp["room_id"], imp["ts"])
-    imp["request_id"] = np.arange(len(imp["ts"]), dtype=np.int64)
-    imp, n_sampled = add_sampled_negatives(imp, rooms["room_id"], rooms["start_ts"], rooms["end_ts"], options, slice_of=slice_of)
+    live_cols = {
+        "slice_id": slices["slice_id"],
+        "room_id": slices["room_id"],
+        "author_id": slices["author_id"],
+        "start_ts": slices["start_ts"],
+        "end_ts": slices["end_ts"],
+        "domain": ["live"] * n_live,
+        "title": slices["title"],
+        "comments": slices["comments"],
+        "ocr": [None] * n_live,
+        "tags": [None] * n_live,
+        **{f"topic_l{j}": np.full(n_live, -1, np.int32) for j in range(1, 5)},
+    }
+    all_slices = {k: _concat(live_cols[k], videos[k]) for k in live_cols}
+    write_table(tmp, "slices", all_slices)
+    return len(all_slices["slice_id"])
 
-    videos = _read_videos(root, bad, options.progress, first_id=n_live, max_videos=max_videos)
-    notes["videos"] = len(videos["slice_id"])
 
-    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
-        # Tables.
-        authors = set(rooms["author_id"].tolist()) | set(videos["author_id"].tolist()) | _read_id_set(root / "author_profile.csv", "author_id", bad, options.progress)
-        write_table(tmp, "authors", {"author_id": np.array(sorted(authors), np.int64)})
-        write_table(tmp, "rooms", {k: rooms[k] for k in ("room_id", "author_id", "start_ts", "end_ts")})
-        live_cols = {
-            "slice_id": slices["slice_id"],
-            "room_id": slices["room_id"],
-            "author_id": slices["author_id"],
-            "start_ts": slices["start_ts"],
-            "end_ts": slices["end_ts"],
-            "domain": ["live"] * n_live,
-            "title": slices["title"],
-            "comments": slices["comments"],
-            "ocr": [None] * n_live,
-            "tags": [None] * n_live,
-            **{f"topic_l{j}": np.full(n_live, -1, np.int32) for j in range(1, 5)},
+def _write_users(tmp: Path, root: Path, imp: dict[str, np.ndarray], bad: BadRows, options: ImportOptions) -> int:
+    """Write the users table (the impressions' users, plus user_id_set.csv without a user cap); returns its rows."""
+    user_ids = set(np.unique(imp["user_id"]).tolist())
+    if options.max_users is None:
+        user_ids |= _read_id_set(root / "user_id_set.csv", "user_id", bad, options.progress)
+    write_table(tmp, "users", {"user_id": np.array(sorted(user_ids), np.int64)})
+    return len(user_ids)
+
+
+def _write_embeddings_and_sources(tmp: Path, slices: dict[str, np.ndarray], videos: dict) -> int:
+    """Write the slice embeddings (the encoder can be skipped) and the slice -> source id map; returns the embedded count."""
+    n_live = len(slices["slice_id"])
+    emb_ids = np.concatenate([slices["slice_id"][slices["has_emb"]], videos["slice_id"][videos["has_emb"]]])
+    emb = np.concatenate([slices["vectors"][slices["has_emb"]], videos["vectors"][videos["has_emb"]]])  # (E, 128)
+    write_embeddings(tmp / EMBEDDINGS_FILE, emb_ids, emb)
+    sources = pa.table(
+        {
+            "slice_id": pa.array(np.concatenate([slices["slice_id"], videos["slice_id"]])),
+            "source_kind": pa.array(["segment"] * n_live + ["photo"] * len(videos["slice_id"])),
+            "source_id": pa.array(list(slices["source_id"]) + [str(p) for p in videos["photo_id"]], pa.string()),
         }
-        all_slices = {k: _concat(live_cols[k], videos[k]) for k in live_cols}
-        write_table(tmp, "slices", all_slices)
-        user_ids = set(np.unique(imp["user_id"]).tolist())
-        if options.max_users is None:
-            user_ids |= _read_id_set(root / "user_id_set.csv", "user_id", bad, options.progress)
-        write_table(tmp, "users", {"user_id": np.array(sorted(user_ids), np.int64)})
-        queries = [(q, int(s)) for s, t in zip(slices["slice_id"], slices["title"]) for q in hashtag_queries(t)]
-        queries += [(q, int(s)) for s, qs in zip(videos["slice_id"], videos["queries"]) for q in qs]
-        n_queries = write_queries(tmp, queries)
-        n_imp = write_impressions(tmp, imp, progress=options.progress)
-
-        # Embeddings (the encoder can be skipped) and the slice -> source id map.
-        emb_ids = np.concatenate([slices["slice_id"][slices["has_emb"]], videos["slice_id"][videos["has_emb"]]])
-        emb = np.concatenate([slices["vectors"][slices["has_emb"]], videos["vectors"][videos["has_emb"]]])  # (E, 128)
-        write_embeddings(tmp / EMBEDDINGS_FILE, emb_ids, emb)
-        sources = pa.table(
-            {
-                "slice_id": pa.array(np.concatenate([slices["slice_id"], videos["slice_id"]])),
-                "source_kind": pa.array(["segment"] * n_live + ["photo"] * len(videos["slice_id"])),
-                "source_id": pa.array(list(slices["source_id"]) + [str(p) for p in videos["photo_id"]], pa.string()),
-            }
-        )
-        with atomic_path(tmp / SOURCES_FILE) as part:
-            pq.write_table(sources, part, **PARQUET_WRITE)
-        notes.update(slices_without_embedding=int(len(all_slices["slice_id"]) - len(emb_ids)), queries=n_queries)
-
-        summary = finish(
-            tmp,
-            source="kuailive-m3",
-            options=options,
-            config={
-                "path": str(root),
-                "long_view_s": long_view_s,
-                "keep_rooms_without_segments": keep_rooms_without_segments,
-                "max_videos": max_videos,
-            },
-            counts={
-                "users": len(user_ids),
-                "items": len(rooms["room_id"]),
-                "slices": len(all_slices["slice_id"]),
-                "impressions": n_imp,
-                "positives": n_pos,
-                "logged_negatives": n_logged_neg,
-                "sampled_negatives": n_sampled,
-            },
-            bad=bad,
-            notes=notes,
-            time_kind=TIME_UNIX_MS,
-            started=started,
-            extra={"embeddings": EMBEDDINGS_FILE, "embedding_dim": EMBED_DIM, "topic_names": videos["topic_names"]},
-        )
-    summary.out = str(out)
-    return summary
+    )
+    with atomic_path(tmp / SOURCES_FILE) as part:
+        pq.write_table(sources, part, **PARQUET_WRITE)
+    return len(emb_ids)
 
 
 def _concat(a, b):
@@ -644,7 +690,41 @@ def _read_id_set(path: Path, column: str, bad: BadRows, progress: bool) -> set[i
 
 def _read_videos(root: Path, bad: BadRows, progress: bool, *, first_id: int, max_videos: int | None) -> dict:
     """Short videos (photo_meta + photo_tag + photo_emb_128) as video-domain slices."""
-    meta_path = root / "photo_meta.parquet"
+    meta = _read_photo_meta(root / "photo_meta.parquet", bad, progress, max_videos)
+    photos, titles = meta["photo_id"], meta["title"]
+    n = len(photos)
+    index = {p: k for k, p in enumerate(photos)}
+    tags = _read_photo_tags(root / "photo_tag.csv", index, bad, progress)
+    vectors, has_emb = _read_photo_vectors(root / "photo_emb_128.parquet", index, bad, progress)
+    names = [sorted({t[j] for t in tags if t and t[j]}) for j in range(4)]
+    ids = [{name: k for k, name in enumerate(level)} for level in names]
+    topics = {f"topic_l{j + 1}": np.array([ids[j][t[j]] if t and t[j] else -1 for t in tags], np.int32) for j in range(4)}
+    queries = []
+    for t, title in zip(tags, titles):
+        qs = [t[j] for j in (3, 2) if t and t[j]] + hashtag_queries(title)
+        queries.append(list(dict.fromkeys(qs))[:4])
+    return {
+        "slice_id": np.arange(first_id, first_id + n, dtype=np.int64),
+        "photo_id": photos,
+        "room_id": np.full(n, NO_ROOM, np.int64),
+        "author_id": np.array(meta["author_id"], np.int64),
+        "start_ts": np.zeros(n, np.int64),
+        "end_ts": np.zeros(n, np.int64),
+        "domain": ["video"] * n,
+        "title": titles,
+        "comments": [None] * n,
+        "ocr": meta["ocr"],
+        "tags": [" / ".join(x for x in t if x) if t else None for t in tags],
+        **topics,
+        "vectors": vectors,
+        "has_emb": has_emb,
+        "queries": queries,
+        "topic_names": {f"topic_l{j + 1}": names[j] for j in range(4)},
+    }
+
+
+def _read_photo_meta(meta_path: Path, bad: BadRows, progress: bool, max_videos: int | None) -> dict[str, list]:
+    """photo_id, author_id, title (cover title) and ocr (video texts) of the first ``max_videos`` good photos (all empty without the file)."""
     photos, authors, titles, ocr = [], [], [], []
     if meta_path.is_file() and max_videos != 0:
         seen: set[int] = set()
@@ -669,11 +749,13 @@ def _read_videos(root: Path, bad: BadRows, progress: bool, *, first_id: int, max
                     break
             if max_videos is not None and len(photos) >= max_videos:
                 break
-    n = len(photos)
-    index = {p: k for k, p in enumerate(photos)}
-    tags: list[tuple[str, ...] | None] = [None] * n
-    tag_path = root / "photo_tag.csv"
-    if tag_path.is_file() and n:
+    return {"photo_id": photos, "author_id": authors, "title": titles, "ocr": ocr}
+
+
+def _read_photo_tags(tag_path: Path, index: dict[int, int], bad: BadRows, progress: bool) -> list[tuple[str, ...] | None]:
+    """The four category names of each photo in ``index`` (photo_id -> row), None where photo_tag.csv has none."""
+    tags: list[tuple[str, ...] | None] = [None] * len(index)
+    if tag_path.is_file() and index:
         for line_no, r in _csv_records(tag_path, ("photo_id", *TAG_COLUMNS), bad, progress):
             p = parse_id(r["photo_id"])
             if p is None:
@@ -681,9 +763,14 @@ def _read_videos(root: Path, bad: BadRows, progress: bool, *, first_id: int, max
                 continue
             if p in index:
                 tags[index[p]] = tuple(r[c].strip() for c in TAG_COLUMNS)
+    return tags
+
+
+def _read_photo_vectors(emb_path: Path, index: dict[int, int], bad: BadRows, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """((n, 128) float32 embeddings, (n,) has-embedding mask) of the photos in ``index`` from photo_emb_128."""
+    n = len(index)
     vectors = np.zeros((n, EMBED_DIM), np.float32)
     has_emb = np.zeros(n, bool)
-    emb_path = root / "photo_emb_128.parquet"
     if emb_path.is_file() and n:
         for offset, batch in _parquet_batches(emb_path, ["photo_id", "feature"], progress):
             pid, ok_p = _int_column(batch.column("photo_id"))
@@ -698,28 +785,4 @@ def _read_videos(root: Path, bad: BadRows, progress: bool, *, first_id: int, max
                     continue
                 k = index[int(pid[row])]
                 vectors[k], has_emb[k] = v[j], True
-    names = [sorted({t[j] for t in tags if t and t[j]}) for j in range(4)]
-    ids = [{name: k for k, name in enumerate(level)} for level in names]
-    topics = {f"topic_l{j + 1}": np.array([ids[j][t[j]] if t and t[j] else -1 for t in tags], np.int32) for j in range(4)}
-    queries = []
-    for t, title in zip(tags, titles):
-        qs = [t[j] for j in (3, 2) if t and t[j]] + hashtag_queries(title)
-        queries.append(list(dict.fromkeys(qs))[:4])
-    return {
-        "slice_id": np.arange(first_id, first_id + n, dtype=np.int64),
-        "photo_id": photos,
-        "room_id": np.full(n, NO_ROOM, np.int64),
-        "author_id": np.array(authors, np.int64),
-        "start_ts": np.zeros(n, np.int64),
-        "end_ts": np.zeros(n, np.int64),
-        "domain": ["video"] * n,
-        "title": titles,
-        "comments": [None] * n,
-        "ocr": ocr,
-        "tags": [" / ".join(x for x in t if x) if t else None for t in tags],
-        **topics,
-        "vectors": vectors,
-        "has_emb": has_emb,
-        "queries": queries,
-        "topic_names": {f"topic_l{j + 1}": names[j] for j in range(4)},
-    }
+    return vectors, has_emb

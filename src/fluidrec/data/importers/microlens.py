@@ -50,9 +50,9 @@ from fluidrec.data.importers.common import (
     ImportOptions,
     ImportSummary,
     UserCap,
-    add_sampled_negatives,
     finish,
     hashtag_queries,
+    import_counts,
     item_lifetimes,
     parse_id,
     parse_int,
@@ -65,6 +65,7 @@ from fluidrec.data.importers.common import (
     write_queries,
     write_video_impressions,
 )
+from fluidrec.data.importers.negatives import add_sampled_negatives
 from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.data.validate import TIME_MAX_MS
@@ -113,47 +114,7 @@ def import_microlens(
     titles_path = _find(root, TITLES_FILE, titles_file)
     out = prepare_out(out)
     bad = BadRows(options.skip_bad_rows)
-    cap = UserCap(options.max_users)
-
-    cols = Columns({"ts": np.int64, "user_id": np.int64, "room_id": np.int64})
-    seen_users: set[int] = set()
-    for line_no, line in read_lines(pairs_path, progress=options.progress):
-        if cap.full:
-            break  # one line per user: nothing more to keep
-        if not line.strip():
-            bad.report(pairs_path, line_no, "empty line")
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2:
-            bad.report(pairs_path, line_no, f"expected 2 tab-separated fields (user, items), got {len(parts)}", line[:80])
-            continue
-        user = parse_id(parts[0])
-        if user is None:
-            bad.report(pairs_path, line_no, _id_reason("user", parts[0]), parts[0], column="user")
-            continue
-        items = [parse_id(tok) for tok in parts[1].split()]
-        if not items:
-            bad.report(pairs_path, line_no, "user has no items", line[:80])
-            continue
-        if any(i is None for i in items):
-            tok = next(t for t in parts[1].split() if parse_id(t) is None)
-            bad.report(pairs_path, line_no, _id_reason("item", tok), tok, column="items")
-            continue
-        if (len(items) - 1) * step_ms >= TIME_MAX_MS:  # the pseudo-times would leave the time range (and int64)
-            raise UsageError(
-                f"{pairs_path}: line {line_no}: {len(items)} items x --step-ms {step_ms} puts pseudo-times past "
-                f"2200-01-01 (unix ms {TIME_MAX_MS}); use a smaller --step-ms"
-            )
-        if user in seen_users:
-            bad.report(pairs_path, line_no, "user appears on more than one line", user)
-            continue
-        seen_users.add(user)
-        cap.admit(user)
-        for j, item in enumerate(items):
-            cols.append(ts=j * step_ms, user_id=user, room_id=item)
-    imp = cols.arrays()
-    if not len(imp["ts"]):
-        raise DataError("no valid interactions", table=str(pairs_path))
+    imp = _read_pairs(pairs_path, bad, UserCap(options.max_users), step_ms, options.progress)
 
     item_ids, start, end = item_lifetimes(imp["room_id"], imp["ts"])
     titles = _read_titles(titles_path, set(item_ids.tolist()), bad, options.progress)
@@ -161,12 +122,7 @@ def import_microlens(
         raise DataError(f"none of the {len(item_ids)} items in {pairs_path.name} has a title here", table=str(titles_path))
 
     n = len(imp["ts"])
-    imp["slice_id"] = imp["room_id"]
-    imp["request_id"] = np.arange(n, dtype=np.int64)
-    for lab in LABELS_BINARY:
-        imp[lab] = np.zeros(n, np.int8)
-    imp["click"][:] = 1
-    imp["watch_s"] = np.zeros(n, np.float32)
+    _add_impression_columns(imp)
     imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
 
     title_col = [titles.get(int(i)) for i in item_ids]
@@ -186,15 +142,10 @@ def import_microlens(
             source="microlens",
             options=options,
             config={"path": str(root), "pairs_file": str(pairs_path), "titles_file": str(titles_path), "step_ms": step_ms},
-            counts={
-                "users": len(users),
-                "items": len(item_ids),
-                "slices": len(item_ids),
-                "impressions": n_imp,
-                "positives": n,
-                "logged_negatives": 0,
-                "sampled_negatives": n_sampled,
-            },
+            counts=import_counts(
+                users=len(users), items=len(item_ids), impressions=n_imp,
+                positives=n, logged_negatives=0, sampled_negatives=n_sampled,
+            ),  # fmt: skip
             bad=bad,
             notes={"items_without_title": missing, "queries": n_queries, "video_impressions": n_video},
             time_kind=TIME_SEQUENCE,
@@ -203,6 +154,70 @@ def import_microlens(
         )
     summary.out = str(out)
     return summary
+
+
+def _read_pairs(pairs_path: Path, bad: BadRows, cap: UserCap, step_ms: int, progress: bool) -> dict[str, np.ndarray]:
+    """(ts, user_id, room_id) columns of the pairs file: user u's j-th item at pseudo-time ``j * step_ms``."""
+    cols = Columns({"ts": np.int64, "user_id": np.int64, "room_id": np.int64})
+    seen_users: set[int] = set()
+    for line_no, line in read_lines(pairs_path, progress=progress):
+        if cap.full:
+            break  # one line per user: nothing more to keep
+        row = _parse_pairs_line(pairs_path, bad, line_no, line, step_ms)
+        if row is None:
+            continue
+        user, items = row
+        if user in seen_users:
+            bad.report(pairs_path, line_no, "user appears on more than one line", user)
+            continue
+        seen_users.add(user)
+        cap.admit(user)
+        for j, item in enumerate(items):
+            cols.append(ts=j * step_ms, user_id=user, room_id=item)
+    imp = cols.arrays()
+    if not len(imp["ts"]):
+        raise DataError("no valid interactions", table=str(pairs_path))
+    return imp
+
+
+def _parse_pairs_line(pairs_path: Path, bad: BadRows, line_no: int, line: str, step_ms: int) -> tuple[int, list[int]] | None:
+    """(user, items) of one ``user<TAB>item item ...`` line, or None after reporting it as bad."""
+    if not line.strip():
+        bad.report(pairs_path, line_no, "empty line")
+        return None
+    parts = line.split("\t")
+    if len(parts) != 2:
+        bad.report(pairs_path, line_no, f"expected 2 tab-separated fields (user, items), got {len(parts)}", line[:80])
+        return None
+    user = parse_id(parts[0])
+    if user is None:
+        bad.report(pairs_path, line_no, _id_reason("user", parts[0]), parts[0], column="user")
+        return None
+    items = [parse_id(tok) for tok in parts[1].split()]
+    if not items:
+        bad.report(pairs_path, line_no, "user has no items", line[:80])
+        return None
+    if any(i is None for i in items):
+        tok = next(t for t in parts[1].split() if parse_id(t) is None)
+        bad.report(pairs_path, line_no, _id_reason("item", tok), tok, column="items")
+        return None
+    if (len(items) - 1) * step_ms >= TIME_MAX_MS:  # the pseudo-times would leave the time range (and int64)
+        raise UsageError(
+            f"{pairs_path}: line {line_no}: {len(items)} items x --step-ms {step_ms} puts pseudo-times past "
+            f"2200-01-01 (unix ms {TIME_MAX_MS}); use a smaller --step-ms"
+        )
+    return user, items
+
+
+def _add_impression_columns(imp: dict[str, np.ndarray]) -> None:
+    """Complete the columns in place: every row a click on a one-slice room, its own request, watch_s 0."""
+    n = len(imp["ts"])
+    imp["slice_id"] = imp["room_id"]
+    imp["request_id"] = np.arange(n, dtype=np.int64)
+    for lab in LABELS_BINARY:
+        imp[lab] = np.zeros(n, np.int8)
+    imp["click"][:] = 1
+    imp["watch_s"] = np.zeros(n, np.float32)
 
 
 def _id_reason(what: str, token: str) -> str:

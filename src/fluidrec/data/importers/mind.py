@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -55,8 +56,8 @@ from fluidrec.data.importers.common import (
     ImportOptions,
     ImportSummary,
     UserCap,
-    add_sampled_negatives,
     finish,
+    import_counts,
     item_lifetimes,
     parse_id,
     prepare_out,
@@ -68,6 +69,7 @@ from fluidrec.data.importers.common import (
     write_queries,
     write_video_impressions,
 )
+from fluidrec.data.importers.negatives import add_sampled_negatives
 from fluidrec.data.io import DatasetWriter, write_table
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.errors import DataError
@@ -123,51 +125,73 @@ def import_mind(
             raise DataError("MIND file not found (expected behaviors.tsv and news.tsv in --path)", table=str(p))
     out = prepare_out(out)
     bad = BadRows(options.skip_bad_rows)
-    cap = UserCap(options.max_users)
+    log = _read_behaviors(behaviors, bad, UserCap(options.max_users), options.progress)
+    imp = log.imp
 
+    hist = _history_events(log.first_history, int(imp["ts"].min())) if history_events else None
+    news = _read_news_of(news_path, imp, hist, bad, options.progress)
+    imp, dropped = _drop_news_without_text(imp, news, news_path) if drop_items_without_text else (imp, 0)
+
+    n = len(imp["ts"])
+    _add_impression_columns(imp)
+    n_pos = int(imp["click"].sum())
+    item_ids, start, end = _item_lifetimes(imp, hist)
+    if options.negatives:
+        del imp["position"]  # sampled rows have no display position
+    imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
+
+    records = [news.get(int(i)) for i in item_ids]
+    texts, topics, topic_names = _news_columns(records)
+    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
+        write_one_slice_items(tmp, item_ids=item_ids, start=start, end=end, texts=texts, topics=topics)
+        written = _write_users_queries_impressions(tmp, imp, hist, item_ids, records, options.progress)
+        summary = finish(
+            tmp,
+            source="mind",
+            options=options,
+            config={"path": str(root), "drop_items_without_text": drop_items_without_text,
+                    **({"history_events": True} if history_events else {})},
+            counts=import_counts(
+                users=written.users, items=len(item_ids), impressions=written.impressions,
+                positives=n_pos, logged_negatives=n - n_pos, sampled_negatives=n_sampled,
+            ),  # fmt: skip
+            bad=bad,
+            notes={
+                "items_without_text": sum(r is None for r in records),
+                "impressions_dropped_without_text": dropped,
+                "history_entries_not_imported": log.history_entries,
+                "video_impressions": written.video_impressions,
+                "video_history_events": len(hist["ts"]) if hist else 0,
+                "queries": written.queries,
+            },
+            time_kind=TIME_UNIX_MS,
+            started=started,
+            extra={"topic_names": topic_names},
+        )
+    summary.out = str(out)
+    return summary
+
+
+@dataclasses.dataclass
+class _Behaviors:
+    """The good rows of behaviors.tsv."""
+
+    imp: dict[str, np.ndarray]  # ts, user_id, room_id, request_id, position, click: one row per news-label entry
+    history_entries: int  # history news over all kept rows (not imported as impressions)
+    first_history: dict[int, tuple[int, list[str]]]  # user -> (ts, history) of the user's earliest row
+
+
+def _read_behaviors(behaviors: Path, bad: BadRows, cap: UserCap, progress: bool) -> _Behaviors:
+    """Stream behaviors.tsv into impression columns; a file without one good row is a DataError."""
     cols = Columns({"ts": np.int64, "user_id": np.int64, "room_id": np.int64, "request_id": np.int64, "position": np.int32, "click": np.int8})
     history_entries = 0
-    first_history: dict[int, tuple[int, list[str]]] = {}  # user -> (ts, history) of the user's earliest row
+    first_history: dict[int, tuple[int, list[str]]] = {}
     seen_requests: set[int] = set()
-    for line_no, line in read_lines(behaviors, progress=options.progress):
-        if not line.strip():
-            bad.report(behaviors, line_no, "empty line")
+    for line_no, line in read_lines(behaviors, progress=progress):
+        row = _parse_behaviors_line(behaviors, bad, line_no, line)
+        if row is None:
             continue
-        f = line.split("\t")
-        if len(f) != 5:
-            bad.report(behaviors, line_no, f"expected 5 tab-separated fields, got {len(f)}", line[:80])
-            continue
-        request = parse_id(f[0])
-        if request is None:
-            reason = "impression_id is not an integer" if not f[0].strip().isdigit() else _TOO_BIG
-            bad.report(behaviors, line_no, reason, f[0], column="impression_id")
-            continue
-        m = _USER.fullmatch(f[1].strip())
-        if not m or parse_id(m.group(1)) is None:
-            bad.report(behaviors, line_no, "user_id is not of the form U<digits>" if not m else _TOO_BIG, f[1], column="user_id")
-            continue
-        user = int(m.group(1))
-        ts = _parse_time(f[2])
-        if ts is None:
-            bad.report(behaviors, line_no, "time is not 'M/D/YYYY h:mm:ss AM/PM'", f[2], column="time")
-            continue
-        if not time_in_range(ts):  # e.g. a date before 1970 would be a negative unix time
-            bad.report(behaviors, line_no, f"time {TIME_RANGE}", f[2], column="time")
-            continue
-        history = f[3].split()
-        if any(not _NEWS.fullmatch(h) for h in history):
-            bad.report(behaviors, line_no, "history has an id not of the form N<digits>", next(h for h in history if not _NEWS.fullmatch(h)))
-            continue
-        entries = [_ENTRY.fullmatch(tok) for tok in f[4].split()]
-        if not entries:
-            bad.report(behaviors, line_no, "impressions list is empty")
-            continue
-        if not all(entries):
-            bad.report(behaviors, line_no, "impression entry is not of the form N<digits>-<0|1>", next(t for t, e in zip(f[4].split(), entries) if not e), column="impressions")
-            continue
-        if any(parse_id(e.group(1)) is None for e in entries):
-            bad.report(behaviors, line_no, _TOO_BIG, next(e.group(0) for e in entries if parse_id(e.group(1)) is None), column="impressions")
-            continue
+        request, user, ts, history, entries = row
         if request in seen_requests:
             bad.report(behaviors, line_no, "duplicate impression_id", request)
             continue
@@ -182,36 +206,117 @@ def import_mind(
     imp = cols.arrays()
     if not len(imp["ts"]):
         raise DataError("no valid impressions", table=str(behaviors))
+    return _Behaviors(imp, history_entries, first_history)
 
-    hist = _history_events(first_history, int(imp["ts"].min())) if history_events else None
+
+def _parse_behaviors_line(behaviors: Path, bad: BadRows, line_no: int, line: str) -> tuple[int, int, int, list[str], list[re.Match]] | None:
+    """(impression_id, user, ts, history, impression entries) of one row, or None after reporting it as bad."""
+    if not line.strip():
+        bad.report(behaviors, line_no, "empty line")
+        return None
+    f = line.split("\t")
+    if len(f) != 5:
+        bad.report(behaviors, line_no, f"expected 5 tab-separated fields, got {len(f)}", line[:80])
+        return None
+    request = parse_id(f[0])
+    if request is None:
+        reason = "impression_id is not an integer" if not f[0].strip().isdigit() else _TOO_BIG
+        bad.report(behaviors, line_no, reason, f[0], column="impression_id")
+        return None
+    m = _USER.fullmatch(f[1].strip())
+    if not m or parse_id(m.group(1)) is None:
+        bad.report(behaviors, line_no, "user_id is not of the form U<digits>" if not m else _TOO_BIG, f[1], column="user_id")
+        return None
+    ts = _parse_time(f[2])
+    if ts is None:
+        bad.report(behaviors, line_no, "time is not 'M/D/YYYY h:mm:ss AM/PM'", f[2], column="time")
+        return None
+    if not time_in_range(ts):  # e.g. a date before 1970 would be a negative unix time
+        bad.report(behaviors, line_no, f"time {TIME_RANGE}", f[2], column="time")
+        return None
+    history = f[3].split()
+    if any(not _NEWS.fullmatch(h) for h in history):
+        bad.report(behaviors, line_no, "history has an id not of the form N<digits>", next(h for h in history if not _NEWS.fullmatch(h)))
+        return None
+    entries = [_ENTRY.fullmatch(tok) for tok in f[4].split()]
+    if not entries:
+        bad.report(behaviors, line_no, "impressions list is empty")
+        return None
+    if not all(entries):
+        bad.report(behaviors, line_no, "impression entry is not of the form N<digits>-<0|1>", next(t for t, e in zip(f[4].split(), entries) if not e), column="impressions")
+        return None
+    if any(parse_id(e.group(1)) is None for e in entries):
+        bad.report(behaviors, line_no, _TOO_BIG, next(e.group(0) for e in entries if parse_id(e.group(1)) is None), column="impressions")
+        return None
+    return request, int(m.group(1)), ts, history, entries
+
+
+def _read_news_of(path: Path, imp: dict[str, np.ndarray], hist: dict[str, np.ndarray] | None, bad: BadRows, progress: bool) -> dict[int, dict]:
+    """news.tsv rows of the news in the impressions and the history clicks; none of them there is a DataError."""
     wanted = set(np.unique(imp["room_id"]).tolist()) | (set(np.unique(hist["slice_id"]).tolist()) if hist else set())
-    news = _read_news(news_path, wanted, bad, options.progress)
+    news = _read_news(path, wanted, bad, progress)
     if not news:  # every title would be null: a wrong or truncated news.tsv
-        raise DataError(f"none of the news in {BEHAVIORS_FILE} has a row here", table=str(news_path))
-    dropped = 0
-    if drop_items_without_text:
-        keep = np.fromiter((int(i) in news for i in imp["room_id"]), dtype=bool, count=len(imp["room_id"]))
-        dropped = int((~keep).sum())
-        imp = {k: v[keep] for k, v in imp.items()}
-        if not len(imp["ts"]):
-            raise DataError("no impressions left after dropping news missing from news.tsv", table=str(news_path))
+        raise DataError(f"none of the news in {BEHAVIORS_FILE} has a row here", table=str(path))
+    return news
 
+
+def _drop_news_without_text(imp: dict[str, np.ndarray], news: dict[int, dict], news_path: Path) -> tuple[dict[str, np.ndarray], int]:
+    """(impressions whose news has a row in news.tsv, how many were dropped)."""
+    keep = np.fromiter((int(i) in news for i in imp["room_id"]), dtype=bool, count=len(imp["room_id"]))
+    dropped = int((~keep).sum())
+    imp = {k: v[keep] for k, v in imp.items()}
+    if not len(imp["ts"]):
+        raise DataError("no impressions left after dropping news missing from news.tsv", table=str(news_path))
+    return imp, dropped
+
+
+def _add_impression_columns(imp: dict[str, np.ndarray]) -> None:
+    """Complete the columns in place: slice = room (one-slice rooms), other labels and watch_s 0."""
     n = len(imp["ts"])
     imp["slice_id"] = imp["room_id"]
     for lab in LABELS_BINARY:
         if lab != "click":
             imp[lab] = np.zeros(n, np.int8)
     imp["watch_s"] = np.zeros(n, np.float32)
-    n_pos = int(imp["click"].sum())
-    if hist:  # history news are items too, live from their first synthetic click
-        item_ids, start, end = item_lifetimes(np.concatenate([imp["room_id"], hist["slice_id"]]), np.concatenate([imp["ts"], hist["ts"]]))
-    else:
-        item_ids, start, end = item_lifetimes(imp["room_id"], imp["ts"])
-    if options.negatives:
-        del imp["position"]  # sampled rows have no display position
-    imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
 
-    records = [news.get(int(i)) for i in item_ids]
+
+def _item_lifetimes(imp: dict[str, np.ndarray], hist: dict[str, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, start, end) of the items; history news are items too, live from their first synthetic click."""
+    if hist:
+        return item_lifetimes(np.concatenate([imp["room_id"], hist["slice_id"]]), np.concatenate([imp["ts"], hist["ts"]]))
+    return item_lifetimes(imp["room_id"], imp["ts"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Written:
+    """Row counts of the tables ``_write_users_queries_impressions`` wrote."""
+
+    users: int
+    queries: int
+    impressions: int
+    video_impressions: int
+
+
+def _write_users_queries_impressions(
+    tmp: Path, imp: dict[str, np.ndarray], hist: dict[str, np.ndarray] | None, item_ids: np.ndarray, records: list[dict | None], progress: bool
+) -> _Written:
+    """Write users, queries (title entities), impressions and the video feed (plus history clicks) into ``tmp``."""
+    users = np.unique(imp["user_id"])
+    write_table(tmp, "users", {"user_id": users})
+    n_queries = write_queries(tmp, [(q, int(i)) for i, r in zip(item_ids, records) if r for q in r["entities"]])
+    n_imp = write_impressions(tmp, imp, progress=progress)
+    video = video_events_from_impressions(imp)
+    if hist:
+        video = _with_history(video, hist)
+    n_video = write_video_impressions(tmp, video)
+    return _Written(users=len(users), queries=n_queries, impressions=n_imp, video_impressions=n_video)
+
+
+def _news_columns(records: list[dict | None]) -> tuple[dict[str, list], dict[str, np.ndarray], dict[str, list[str]]]:
+    """(text columns, topic columns, topic names) of the items' news records (None: news missing from news.tsv).
+
+    category -> topic_l1, subcategory -> topic_l2 (dense ids in sorted name order), l3/l4 = -1.
+    """
     cats = sorted({r["category"] for r in records if r})
     subs = sorted({r["subcategory"] for r in records if r})
     cat_id = {c: k for k, c in enumerate(cats)}
@@ -227,47 +332,7 @@ def import_mind(
         "topic_l3": np.full(len(records), -1, np.int32),
         "topic_l4": np.full(len(records), -1, np.int32),
     }
-    with DatasetWriter(out) as tmp:  # the tables appear under `out` together, once validated
-        write_one_slice_items(tmp, item_ids=item_ids, start=start, end=end, texts=texts, topics=topics)
-        users = np.unique(imp["user_id"])
-        write_table(tmp, "users", {"user_id": users})
-        n_queries = write_queries(tmp, [(q, int(i)) for i, r in zip(item_ids, records) if r for q in r["entities"]])
-        n_imp = write_impressions(tmp, imp, progress=options.progress)
-        video = video_events_from_impressions(imp)
-        if hist:
-            video = _with_history(video, hist)
-        n_video = write_video_impressions(tmp, video)
-
-        summary = finish(
-            tmp,
-            source="mind",
-            options=options,
-            config={"path": str(root), "drop_items_without_text": drop_items_without_text,
-                    **({"history_events": True} if history_events else {})},
-            counts={
-                "users": len(users),
-                "items": len(item_ids),
-                "slices": len(item_ids),
-                "impressions": n_imp,
-                "positives": n_pos,
-                "logged_negatives": n - n_pos,
-                "sampled_negatives": n_sampled,
-            },
-            bad=bad,
-            notes={
-                "items_without_text": sum(r is None for r in records),
-                "impressions_dropped_without_text": dropped,
-                "history_entries_not_imported": history_entries,
-                "video_impressions": n_video,
-                "video_history_events": len(hist["ts"]) if hist else 0,
-                "queries": n_queries,
-            },
-            time_kind=TIME_UNIX_MS,
-            started=started,
-            extra={"topic_names": {"topic_l1": cats, "topic_l2": subs}},
-        )
-    summary.out = str(out)
-    return summary
+    return texts, topics, {"topic_l1": cats, "topic_l2": subs}
 
 
 #: Synthetic spacing of history clicks (MIND's history column has an order but no times).

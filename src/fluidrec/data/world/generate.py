@@ -365,31 +365,50 @@ def generate_world_summary(cfg: WorldConfig, out_dir: str | os.PathLike, *, prog
     return dataclasses.replace(summary, out_dir=Path(out_dir))
 
 
-def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> WorldSummary:
-    """Write every table, the truth and (last) the manifest into ``out``."""
-    rng = _streams(cfg.seed)
+@dataclasses.dataclass
+class _Population:
+    """Everything drawn before the tables: taxonomy, authors, rooms, users and (optionally) segments."""
+
+    tax: Taxonomy
+    authors: Authors
+    rooms: Rooms
+    users: Users
+    segments: Segments | None
+    segment_text_rng: np.random.Generator | None  # the segments' text stream, with segments
+
+
+def _make_population(cfg: WorldConfig, rng: dict[str, np.random.Generator]) -> _Population:
+    """Draw the population, each part from its own stream."""
     tax = build_taxonomy(cfg, rng["taxonomy"])
     authors = make_authors(cfg, tax, rng["authors"])
     rooms = make_rooms(cfg, tax, authors, rng["rooms"])
     users = make_users(cfg, tax, rng["users"])
     segments = make_segments(cfg, tax, rooms, seg_rng[0]) if (seg_rng := _segment_streams(cfg)) else None
-    world = World(cfg, {
+    return _Population(tax, authors, rooms, users, segments, seg_rng[1] if seg_rng else None)
+
+
+def _make_truth(cfg: WorldConfig, pop: _Population, truth_rng: np.random.Generator) -> World:
+    """The hidden truth (``World``) the impressions' labels are drawn from."""
+    rooms, authors, users, segments = pop.rooms, pop.authors, pop.users, pop.segments
+    return World(cfg, {
         "room_author": rooms.author,
         "room_start": rooms.start_ms,
         "room_end": rooms.end_ms,
         "room_first_slice": rooms.first_slice,
         "room_n_slices": rooms.n_slices,
-        "room_effect": rng["truth"].normal(0.0, cfg.room_effect_sigma, size=len(rooms)).astype(np.float32),
+        "room_effect": truth_rng.normal(0.0, cfg.room_effect_sigma, size=len(rooms)).astype(np.float32),
         "slice_leaf": rooms.slice_leaf,
         "author_quality": authors.quality,
         "user_affinity": users.affinity,
         "user_bias": users.bias,
         **({} if segments is None else {"segment_moment": segments.moment, "room_first_segment": segments.room_first}),
     })
-    world.save(out)
-    timings = {"population": time.perf_counter() - t_start}
 
-    bios = content.sample_text(tax, authors.leaves[:, 0], "bio", content.MIXES["bio"]["bio"], rng["authors"])
+
+def _write_entity_tables(out: Path, pop: _Population, authors_rng: np.random.Generator) -> None:
+    """Write the authors (with bios), users and rooms tables."""
+    tax, authors, users, rooms = pop.tax, pop.authors, pop.users, pop.rooms
+    bios = content.sample_text(tax, authors.leaves[:, 0], "bio", content.MIXES["bio"]["bio"], authors_rng)
     write_table(out, "authors", {
         "author_id": np.arange(len(authors), dtype=np.int64),
         "quality": authors.quality,
@@ -409,15 +428,21 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
         "start_ts": rooms.start_ms,
         "end_ts": rooms.end_ms,
     })
-    t0 = time.perf_counter()
-    videos = _write_slices(out, cfg, tax, authors, rooms, rng["slices"], rng["videos"], progress)
-    timings["slices"] = time.perf_counter() - t0
-    if segments is not None:
-        t0 = time.perf_counter()
-        _write_segments(out, cfg, tax, rooms, segments, seg_rng[1], progress)
-        timings["segments"] = time.perf_counter() - t0
 
-    # Impressions, one day (one row group) at a time.
+
+@dataclasses.dataclass(frozen=True)
+class _ImpressionTotals:
+    """What the impression days add up to."""
+
+    engaged: np.ndarray  # (slices,) int64 likes or long views per slice (drives the queries)
+    clicks: int
+    impressions: int
+
+
+def _write_impressions(
+    out: Path, cfg: WorldConfig, world: World, users: Users, rooms: Rooms, rng: np.random.Generator, progress: bool
+) -> _ImpressionTotals:
+    """Simulate and write the impressions, one day (one row group) at a time."""
     from tqdm.auto import tqdm
 
     state = {
@@ -428,19 +453,41 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
     }
     engaged = np.zeros(len(rooms.slice_leaf), dtype=np.int64)
     clicks = n_imp = n_req = 0
-    t0 = time.perf_counter()
     with TableWriter(out, "impressions") as w:
         for day in tqdm(range(cfg.days), desc="days", unit="day", disable=not progress, leave=False):
-            cols = _simulate_day(day, cfg, world, users, rooms, state, rng["impressions"], n_req)
+            cols = _simulate_day(day, cfg, world, users, rooms, state, rng, n_req)
             n_req += cfg.requests_per_day
             w.write(cols)
             eng = (cols["like"] > 0) | (cols["long_view"] > 0)
             engaged += np.bincount(cols["slice_id"][eng], minlength=len(engaged))
             clicks += int(cols["click"].sum())
             n_imp += len(cols["ts"])
+    return _ImpressionTotals(engaged, clicks, n_imp)
+
+
+def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> WorldSummary:
+    """Write every table, the truth and (last) the manifest into ``out``."""
+    rng = _streams(cfg.seed)
+    pop = _make_population(cfg, rng)
+    tax, authors, rooms, users = pop.tax, pop.authors, pop.rooms, pop.users
+    world = _make_truth(cfg, pop, rng["truth"])
+    world.save(out)
+    timings = {"population": time.perf_counter() - t_start}
+
+    _write_entity_tables(out, pop, rng["authors"])
+    t0 = time.perf_counter()
+    videos = _write_slices(out, cfg, tax, authors, rooms, rng["slices"], rng["videos"], progress)
+    timings["slices"] = time.perf_counter() - t0
+    if pop.segments is not None:
+        t0 = time.perf_counter()
+        _write_segments(out, cfg, tax, rooms, pop.segments, pop.segment_text_rng, progress)
+        timings["segments"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    totals = _write_impressions(out, cfg, world, users, rooms, rng["impressions"], progress)
     timings["impressions"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_table(out, "queries", _query_table(cfg, tax, rooms, engaged, videos, authors.quality, rng["queries"]))
+    write_table(out, "queries", _query_table(cfg, tax, rooms, totals.engaged, videos, authors.quality, rng["queries"]))
     timings["queries"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     feed = _write_video_feed(out, cfg, tax, users, authors, videos, progress)
@@ -453,5 +500,5 @@ def _generate(cfg: WorldConfig, out: Path, progress: bool, t_start: float) -> Wo
         "world_config": cfg.to_dict(),
         "taxonomy": {"branching": list(cfg.branching), "l1_names": tax.names[0], "l2_names": tax.names[1]},
     })
-    return WorldSummary(out, dict(manifest["row_counts"]), clicks / max(n_imp, 1), time.perf_counter() - t_start,
+    return WorldSummary(out, dict(manifest["row_counts"]), totals.clicks / max(totals.impressions, 1), time.perf_counter() - t_start,
                         {k: round(v, 3) for k, v in timings.items()}, feed)
