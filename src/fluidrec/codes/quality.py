@@ -32,6 +32,7 @@ import numpy as np
 from fluidrec.codes.rqkmeans import RQKMeans
 from fluidrec.errors import DataError
 from fluidrec.metrics.clustering import nmi, prefix_labels, purity
+from fluidrec.utils.lookup import sorted_lookup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,8 +184,7 @@ def topic_paths(dataset_dir: str | os.PathLike, slice_ids: np.ndarray) -> np.nda
     topics = np.stack([sl.column(c).to_numpy().astype(np.int64) for c in TOPIC_COLUMNS], axis=1)  # (N, 4)
     want = np.asarray(slice_ids, dtype=np.int64)
     order = np.argsort(ids, kind="stable")
-    pos = np.clip(np.searchsorted(ids[order], want), 0, max(len(ids) - 1, 0))
-    found = (ids[order][pos] == want) if len(ids) else np.zeros(len(want), bool)
+    pos, found = sorted_lookup(ids[order], want)
     if not found.all():
         r = int(np.flatnonzero(~found)[0])
         raise DataError(f"id {int(want[r])} (row {r} of the ids given) is not a slice_id of this dataset", table=path, column="slice_id")

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from fluidrec.errors import DataError, check
+from fluidrec.utils.lookup import sorted_lookup
 
 UNKNOWN_CODE = -1
 
@@ -203,8 +204,7 @@ def room_codes(
     n_times = len(times) + 1
     slice_key = seg * n_times + np.searchsorted(times, ss)
     rooms = sr[new_room]
-    ridx = np.clip(np.searchsorted(rooms, imp_room), 0, len(rooms) - 1)
-    found = rooms[ridx] == imp_room
+    ridx, found = sorted_lookup(rooms, imp_room)
     imp_key = ridx * n_times + np.searchsorted(times, imp_ts)
     p = np.searchsorted(slice_key, imp_key, side="right" if include_on_air else "left") - 1
     ok = found & (p >= 0)
@@ -278,8 +278,7 @@ def room_codes_for_dataset(
     dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
     if len(dup):
         raise DataError("duplicate slice_id in slice codes", table="codes", column="slice_id", value=int(sorted_ids[dup[0]]))
-    at = np.clip(np.searchsorted(sorted_ids, s_id), 0, max(len(sorted_ids) - 1, 0))
-    has_code = (sorted_ids[at] == s_id) if len(sorted_ids) else np.zeros(len(s_id), dtype=bool)
+    at, has_code = sorted_lookup(sorted_ids, s_id)
     live = s_room != NO_ROOM
     use = live & has_code
     # equal start times inside a room are applied in slice_id order (documented tie rule)

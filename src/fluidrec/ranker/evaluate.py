@@ -33,6 +33,7 @@ from fluidrec.ranker.inference import Scorer
 from fluidrec.ranker.model import Ranker, load_checkpoint
 from fluidrec.ranker.train import CHECKPOINT, CONFIG
 from fluidrec.utils.io import read_json
+from fluidrec.utils.lookup import sorted_lookup
 
 
 def score(model: Ranker | Scorer, batch: Batch) -> dict[str, np.ndarray]:
@@ -160,10 +161,7 @@ class ScoringContext:
         )  # fmt: skip
 
     def _lookup(self, keys: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(table) == 0:
-            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
-        pos = np.clip(np.searchsorted(table, keys), 0, len(table) - 1)
-        return pos, table[pos] == keys
+        return sorted_lookup(table, keys)
 
     def make_batch(
         self,

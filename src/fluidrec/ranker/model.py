@@ -31,6 +31,7 @@ from fluidrec.ranker.batching import Batch
 from fluidrec.ranker.heads import DEFAULT_TASKS, Heads, Task
 from fluidrec.ranker.tokens import Tokenizer, TokenizerConfig
 from fluidrec.utils.io import load_torch_file, save_torch_file
+from fluidrec.utils.lookup import sorted_lookup
 
 CHECKPOINT_VERSION = 3  # 2: fused code and side tables; 3: history match projection
 
@@ -119,11 +120,8 @@ class Ranker(nn.Module):
 
     def room_index(self, room_ids: np.ndarray) -> np.ndarray:
         """Room ids -> item-ID table rows; rooms outside the vocabulary get row 0 (cold)."""
-        vocab = self.room_vocab.numpy()
-        if len(vocab) == 0:
-            return np.zeros(len(room_ids), np.int64)
-        pos = np.clip(np.searchsorted(vocab, room_ids), 0, len(vocab) - 1)
-        return np.where(vocab[pos] == room_ids, pos + 1, 0).astype(np.int64)
+        pos, found = sorted_lookup(self.room_vocab.numpy(), np.asarray(room_ids))
+        return np.where(found, pos + 1, 0).astype(np.int64)
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Weights of sparse embedding tables (for SparseAdam), deduplicated."""

@@ -15,6 +15,7 @@ import torch
 from fluidrec.data.schema import LABELS_BINARY
 from fluidrec.simulate.ab import Candidates
 from fluidrec.simulate.closed_loop import Served
+from fluidrec.utils.lookup import sorted_lookup
 
 SCORE_BATCH = 8192
 
@@ -43,8 +44,8 @@ class UserHistory:
         return hist
 
     def index(self, user_ids: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(self.user_ids, user_ids), 0, max(len(self.user_ids) - 1, 0))
-        if len(self.user_ids) == 0 or not np.array_equal(self.user_ids[pos], user_ids):
+        pos, found = sorted_lookup(self.user_ids, user_ids)
+        if not found.all():
             raise ValueError("history asked for users it does not know")
         return pos
 
