@@ -338,12 +338,12 @@ class RQKMeans:
             if single_thread:
                 # The blocks are the parallel unit: one torch thread per worker. Many small
                 # intra-op parallel regions stall on every barrier when the machine is shared
-                # (measured 5x slower than this under load). torch's OpenMP/MKL setting is
+                # (far slower than this under load). torch's OpenMP/MKL setting is
                 # per calling thread; only torch.get_num_threads() reads a global, restored below.
                 torch.set_num_threads(1)
             err = np.zeros((L, 2), dtype=np.float64) if track_errors else None
             # per-worker scratch reused across blocks: a fresh multi-MB score block per block
-            # costs page faults (measured a few percent of the encode)
+            # costs page faults
             local = {**state, "scratch": {}}
             with torch.inference_mode():
                 for start in chunk:
@@ -389,7 +389,7 @@ class RQKMeans:
         state: dict[str, Any] = {"cb": cb, "cnorm": (cb * cb).sum(-1)}
         if not self.config.normalize_residuals:
             # float64 via torch, not NumPy: a NumPy matmul wakes OpenBLAS's thread pool, whose
-            # spinning threads then compete with the encode workers (measured ~25% slower)
+            # spinning threads then compete with the encode workers
             cb64 = cb.double()
             state["all_t"] = cb.reshape(L * K, D).T.contiguous()  # (D, L*K)
             state["neg_half_norm"] = (-0.5 * (cb64**2).sum(-1)).float().reshape(L * K)  # (L*K,)

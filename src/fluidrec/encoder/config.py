@@ -336,7 +336,7 @@ def encoder_demo(seed: int = 0) -> EncoderConfig:
       it diverged;
     - ``fn_threshold=0.99``: the 1-layer EOS state of MiniLM puts most queries above 0.9 cosine,
       so 0.9 masked ~60% of the negatives; 0.99 drops only (near-)identical queries;
-    - ``freeze_word_embeddings``: the 11.7M-row table is left as pre-trained (2-3x cheaper steps);
+    - ``freeze_word_embeddings``: the 11.7M-row table is left as pre-trained (much cheaper steps);
     - one torch thread: these small ops are many times faster single-threaded on a loaded
       2-core machine (OpenMP spinning); a checkpoint every 150 steps (74 MB with the table frozen).
     """

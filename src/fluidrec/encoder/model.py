@@ -89,7 +89,7 @@ def pack_text(seqs: list[np.ndarray], pad_id: int) -> TextBatch:
 # row per head, q.(W_k h_j + b_k) = (W_k^T q).h_j + const (the constant cancels in the softmax)
 # and sum_j p_j (W_v h_j + b_v) = W_v (sum_j p_j h_j) + b_v sum_j p_j. The last layer then costs
 # O(L * heads * H + H^2) per item instead of O(L * H^2): for the 1-layer MiniLM of
-# ``encoder_demo`` an item is ~10x cheaper to embed and to train on. It is the same function as
+# ``encoder_demo`` most of an item's cost goes away. It is the same function as
 # the Hugging Face forward up to float rounding (``tests/encoder/test_fast_eos.py`` compares
 # values and gradients with ``_lm_pool_reference``); used only where that holds: BERT encoders
 # with absolute positions (MiniLM, the scratch LM). Decoder LMs and mean pooling take the

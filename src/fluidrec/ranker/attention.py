@@ -2,7 +2,7 @@
 
 - ``"sdpa"``: ``F.scaled_dot_product_attention`` (training and eager scoring; the reference).
 - ``"pairwise"``: broadcast products and sums, which fuse into one loop under ``torch.compile``
-  (measured 6.5 vs 7.2 ms for the default backbone on 200 candidates, 2 threads).
+  (faster than SDPA at the ranker's few tokens when compiled; see ``benchmarks/ranker.py``).
 
 Both give the same result up to float rounding (tests compare them). Compiled inference
 normally skips both and runs the whole backbone as one C call (``fluidrec.ranker.fused``),

@@ -2,8 +2,8 @@
 
 ``gather_rows(weight, idx)`` is ``F.embedding(idx, weight)`` with a cheaper backward for
 dense tables on CPU: the gradient is built with one ``index_add_`` into a zero table
-instead of ``embedding_dense_backward`` (sort-based; measured 5-9x slower for the code
-and side tables at the demo's batch sizes, 1 thread). The reference is ``F.embedding``
+instead of ``embedding_dense_backward`` (sort-based, and slower for the small code and
+side tables at the demo's batch sizes). The reference is ``F.embedding``
 (tests compare values and gradients).
 
 Example:

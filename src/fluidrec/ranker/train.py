@@ -129,8 +129,8 @@ class TrainConfig:
 def ranker_demo() -> TrainConfig:
     """Small and fast: for the main job's ~13 arms on ~1M impressions on 2 CPU cores."""
     # One attention head: at D = 16 and T = 7 the CPU attention kernel costs per (row, head)
-    # block, so a second head cost ~20% of the training step; click AUC on the small world
-    # did not drop (baseline 0.632 -> 0.637, fluid 0.623 -> 0.623 with stand-in codes).
+    # block, so a second head costs a noticeable share of the training step without a
+    # better AUC on the small world.
     return TrainConfig(batch_size=2048, model=ModelConfig(dim=16, layers=1, heads=1, ffn_mult=2, head_hidden=32))
 
 
