@@ -43,20 +43,30 @@ def test_padding_does_not_change_the_outputs():
     torch.testing.assert_close(a.pooled, b.pooled)
 
 
-def test_next_sid_learns_a_fixed_transition():
+def test_next_sid_learns_to_copy_the_last_sid_on_unseen_contexts():
+    # Copying the last entry is what a model must learn first where content persists (the
+    # Last rule). Fresh random contexts each step, scored on other fresh ones, so only the
+    # rule, not memorised examples, passes. With N(0, 1) recency / run embeddings beside
+    # 0.02 Sid embeddings (the first cut) this stayed at chance (~5 %) after these steps.
     torch.manual_seed(0)
-    model = NextSidModel(5, CFG)
+    model = NextSidModel(24, CFG)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    values = torch.randint(0, 5, (64, 6))
-    runs = torch.ones(64, 6, dtype=torch.long)
-    mask = torch.ones(64, 6, dtype=torch.bool)
-    target = (values[:, -1] + 1) % 5  # next = last + 1
-    for _ in range(150):
+    g = torch.Generator().manual_seed(0)
+
+    def batch(b: int):
+        values = torch.randint(0, 24, (b, 6), generator=g)  # (B, l)
+        return values, torch.randint(1, 5, (b, 6), generator=g), torch.ones(b, 6, dtype=torch.bool), values[:, -1]
+
+    for _ in range(50):
+        values, runs, mask, target = batch(128)
         loss, _ = model.loss(values, runs, mask, target)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert (model(values, runs, mask).logits.argmax(1) == target).float().mean() > 0.95
+    values, runs, mask, target = batch(512)
+    with torch.no_grad():
+        acc = (model.eval()(values, runs, mask).logits.argmax(1) == target).float().mean()
+    assert acc > 0.9
 
 
 def test_ranker_loss_leaves_next_sid_weights_unchanged():

@@ -114,3 +114,18 @@ def test_store_refuses_to_go_back():
     store.advance(1000)
     with pytest.raises(Exception, match="forward"):
         store.advance(10)
+
+
+def test_training_targets_are_the_next_raw_sid_after_the_context():
+    # One author, Sids 1 1 2 3 2 ending at 10..50 s; the split falls after the third segment.
+    # Each example: the RLE context of the segments ended so far (last run cut there), the
+    # target the next segment's Sid (a repeat counts: the paper's target is the next raw Sid).
+    from fluidrec.foresight.train import split_states
+
+    end_ts = np.array([10_000, 20_000, 30_000, 40_000, 50_000])
+    seqs = AuthorSequences.build(np.zeros(5, np.int64), end_ts, np.array([1, 1, 2, 3, 2]), 1)
+    train, test = split_states(seqs, split_ts=30_000)
+    assert seqs.next_sid(train).tolist() == [1, 2] and seqs.next_sid(test).tolist() == [3, 2]
+    ctx = seqs.contexts(np.r_[train, test], 3)
+    assert ctx.values.tolist() == [[0, 0, 1], [0, 0, 1], [0, 1, 2], [1, 2, 3]]
+    assert ctx.runs.tolist() == [[0, 0, 1], [0, 0, 2], [0, 2, 1], [2, 1, 1]]  # the current run's length so far

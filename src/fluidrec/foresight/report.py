@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from fluidrec.foresight.config import ARMS, STRATEGIES, TASK_NAMES, TASKS, ForesightConfig
 from fluidrec.utils.io import atomic_path
 
@@ -20,6 +22,14 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def _delta(arm: dict, base: dict, metric: str) -> str:
+    """Mean change against the base and, over several seeds, the sd of the per-seed changes
+    (arm and base share a seed, so the paired spread is the one to read a margin against)."""
+    d = [a[metric] - b[metric] for a, b in zip(arm["seeds"], base["seeds"])]
+    text = f"{100 * (arm[metric] - base[metric]):+.2f}pp"
+    return text + (f" ±{100 * float(np.std(d)):.2f}" if len(d) > 1 else "")
+
+
 def _table1(results: dict) -> list[str]:
     t1 = results["table1"]
     head = "| arm | " + " | ".join(f"{TASK_NAMES[t]} AUC | {TASK_NAMES[t]} GAUC" for t in TASKS) + " |"
@@ -31,8 +41,7 @@ def _table1(results: dict) -> list[str]:
             if arm == "base":
                 cells += [f"{_pct(r['auc'])} ±{100 * r['auc_sd']:.2f}", f"{_pct(r['gauc'])} ±{100 * r['gauc_sd']:.2f}"]
             else:
-                b = t1["base"][t]
-                cells += [f"{100 * (r['auc'] - b['auc']):+.2f}pp", f"{100 * (r['gauc'] - b['gauc']):+.2f}pp"]
+                cells += [_delta(r, t1["base"][t], m) for m in ("auc", "gauc")]
         lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(cells) + " |")
     paper = []
     for arm in ARMS:
@@ -67,7 +76,9 @@ def write_report(out: Path, cfg: ForesightConfig, results: dict) -> Path:
         f"Flat K-Means codebook N = {d['codebook_size']} (paper: 20,000 for a platform of millions of authors). "
         f"Run time {results['seconds']} s.", "",
         "## Table 1 analog: offline AUC / GAUC (test day)", "",
-        f"Seeds {list(cfg.ranker_seeds)}; base row absolute (± sd over seeds), other rows the change against the base.", "",
+        f"Seeds {list(cfg.ranker_seeds)}; {cfg.ranker.epochs} training pass(es) per arm (the arms with I and D need "
+        "more passes than the base: docs/foresight.md, Results); base row absolute (± sd over seeds), other rows the "
+        "mean change against the base (± sd of the per-seed paired change).", "",
         *_table1(results), "",
         "## Table 2 analog: replay A/B against the world's truth (relative change vs the base arm, 95% CI)", "",
         *_table2(results), "",
@@ -76,8 +87,9 @@ def write_report(out: Path, cfg: ForesightConfig, results: dict) -> Path:
         "| strategy | accuracy | paper |", "|---|---|---|",
         *[f"| {s} | {_pct(t3[s]['acc'])} ± {100 * t3[s]['acc_sd']:.2f} | {_pct(PAPER_TABLE3[s])} |" for s in STRATEGIES],
         f"| model top-5 | {_pct(t3['model']['top5'])} | - |", "",
-        f"Margin of the model over the best rule: mean {100 * t3['margin_over_best_rule']['mean']:+.2f}pp, "
-        f"min over seeds {100 * t3['margin_over_best_rule']['min']:+.2f}pp.", "",
+        f"Margin of the model over the best rule (per seed): {100 * t3['margin_over_best_rule']['mean']:+.2f}pp "
+        f"± {100 * t3['margin_over_best_rule']['sd']:.2f} (mean ± sd), min over seeds {100 * t3['margin_over_best_rule']['min']:+.2f}pp; "
+        f"beats every rule on every seed: {'yes' if t3['margin_over_best_rule']['beats_every_rule_every_seed'] else 'no'}.", "",
         "## Figure 3 analog: Sid timeline of one room and interactions per Sid", "",
         "![figure 3](figures/figure3_sid_timeline.png)", "",
         "Events per click on the test day by the moment kind of the segment on air:", "",

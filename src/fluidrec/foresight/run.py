@@ -36,7 +36,7 @@ def _log(msg: str) -> None:
     print(f"[foresight] {msg}", file=sys.stderr, flush=True)
 
 
-def _stage_world(cfg: ForesightConfig, out: Path, reuse: bool) -> Path:
+def _stage_world(cfg: ForesightConfig, out: Path, reuse: bool, progress: bool) -> Path:
     from fluidrec.data.world import generate_world
 
     world_dir = out / "world"
@@ -44,7 +44,7 @@ def _stage_world(cfg: ForesightConfig, out: Path, reuse: bool) -> Path:
         return world_dir
     if world_dir.exists():
         shutil.rmtree(world_dir)
-    return generate_world(cfg.world_config(), world_dir, progress=True)
+    return generate_world(cfg.world_config(), world_dir, progress=progress)
 
 
 def _stage_sids(cfg: ForesightConfig, out: Path, seg, split_ts: int, reuse: bool) -> np.ndarray:
@@ -154,7 +154,7 @@ def reproduce_foresight(cfg: ForesightConfig, out: Path, *, resume: bool = False
         return time.perf_counter()
 
     t = time.perf_counter()
-    world_dir = _stage_world(cfg, out, reuse)
+    world_dir = _stage_world(cfg, out, reuse, progress)
     wcfg = cfg.world_config()
     split_ts = wcfg.t0_ms + (wcfg.days - 1) * DAY_MS  # the last day is the test day
     t = mark("world", t)
