@@ -6,11 +6,18 @@ rooms and user histories, then runs the open-loop mix of ``fluidrec.serve.loadte
 (default: 100 rank requests/s of 200 candidates + 10 slice ingests/s through the encoder,
 60 s, 16 connections) and prints ``rank_rps``, ``p50_ms``, ``p99_ms``, ``errors``,
 ``ingest_rps`` and ``startup_s`` beside their targets (>= 100 rank/s, p99 <= 30 ms,
-0 errors, startup <= 60 s). The load generator shares the machine's cores with the server.
+0 errors, startup <= 60 s). The load generator shares the machine's cores with the server:
+``client_cores`` / ``client_cpu_ms_per_request`` is its own CPU over the measured phase,
+``server_cores`` / ``server_cpu_ms_per_request`` the server's (all its workers).
 
 Usage:
     python benchmarks/serve.py [--run runs/demo] [--state sqlite:///PATH|redis://HOST:PORT] [--duration 60]
         [--rank-rate 100] [--ingest-rate 10] [--concurrency 16] [--candidates 200] [--compile background|wait|off] [--json]
+    python benchmarks/serve.py --profile --threads 1 [--requests 300] [--json]
+
+``--profile`` instead measures where one rank request's CPU goes, in process, section by
+section, the fast path against the plain one (``fluidrec.serve.profile``; ``--threads 1``
+keeps the scorer's kernel on the measured thread).
 
 Without ``--run`` it serves ``runs/demo`` when that holds a finished main job, else a tiny run
 built into a temporary directory (~20 s). ``--rank-rate 0`` runs closed loop (maximum throughput).
@@ -27,7 +34,7 @@ import time
 from pathlib import Path
 
 from fluidrec.serve.loadtest import LoadConfig, run_load
-from fluidrec.serve.process import RedisProcess, ServerProcess, request_json
+from fluidrec.serve.process import RedisProcess, ServerProcess, process_cpu_s, request_json
 
 TARGETS = {"rank_rps": 100.0, "p99_ms": 30.0, "errors": 0, "startup_s": 60.0}
 DEMO = Path("runs/demo")
@@ -62,6 +69,16 @@ def _wait_compiled(server: ServerProcess, timeout_s: float = 600) -> dict:
     return health
 
 
+def _profile(args) -> int:
+    from fluidrec.serve.profile import profile_rank
+
+    with tempfile.TemporaryDirectory(prefix="fluidrec-serve-bench-") as tmp:
+        res = profile_rank(_run_dir(args.run, Path(tmp)), requests=args.requests, compile=args.compile != "off", threads=args.threads)
+    res["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(res, indent=2) if args.json else "\n".join(f"{k:<24} {v}" for k, v in res.items()))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None)
@@ -73,11 +90,15 @@ def main() -> int:
     ap.add_argument("--candidates", type=int, default=200)
     ap.add_argument("--rooms", type=int, default=400)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", choices=("background", "wait", "off"), default="background")
     ap.add_argument("--log", default=None, help="server log file")
+    ap.add_argument("--profile", action="store_true", help="instead: where one rank request's CPU goes, in process (fluidrec.serve.profile)")
+    ap.add_argument("--requests", type=int, default=300, help="with --profile: requests profiled")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.profile:
+        return _profile(args)
     cfg = LoadConfig(duration_s=args.duration, rank_rate=args.rank_rate, ingest_rate=args.ingest_rate, concurrency=args.concurrency,
                      candidates=args.candidates, rooms=args.rooms)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fluidrec-serve-bench-") as tmp:
@@ -94,7 +115,7 @@ def main() -> int:
             startup = _first_rank(server, t_spawn)
             health = _wait_compiled(server)
             compiled_s = time.perf_counter() - t_spawn
-            report = run_load(server.url, cfg)
+            report = run_load(server.url, cfg, server_cpu=lambda: process_cpu_s(server.proc.pid))
         finally:
             server.stop()
             if redis:

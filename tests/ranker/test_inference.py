@@ -120,3 +120,47 @@ def test_score_candidates_accepts_a_scorer(model, toy):
     got = score_candidates(compile_scorer(model, compile=False), ctx, **args)
     np.testing.assert_array_equal(got["click"], want["click"])
     assert got["click"].shape == (4,)
+
+
+def _compile_raising(exc: BaseException, seen: dict):
+    def fake_compile(fn, **kwargs):
+        seen.update(kwargs)
+
+        def run(*args):
+            raise exc
+
+        return run
+
+    return fake_compile
+
+
+def test_only_compiler_failures_fall_back_to_eager(model, toy_features, monkeypatch):
+    """A bug in the compiled call (here a KeyError) is not a compiler failure: it propagates as it
+    is, with no warning, no eager retry, and the compiled path kept; compile options are passed once."""
+    import warnings
+
+    seen: dict = {}
+    monkeypatch.setattr(inference.torch, "compile", _compile_raising(KeyError("a bug"), seen))
+    scorer = compile_scorer(model, dynamic=True)
+    assert seen == {"dynamic": True, "options": {"freezing": True, "cpp_wrapper": True}}
+    eager_calls = []
+    original = scorer._probabilities
+    monkeypatch.setattr(scorer, "_probabilities", lambda *t: eager_calls.append(1) or original(*t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(KeyError, match="a bug"):
+            scorer(toy_features.batch(slice(0, 30)))
+    assert eager_calls == [] and scorer.compiled and scorer._compiled_fn is not None
+    assert all(layer.attention == "pairwise" for layer in scorer.model.backbone.layers)
+
+
+def test_a_compiler_that_cannot_run_falls_back_to_eager(model, toy_features, monkeypatch):
+    monkeypatch.setattr(inference.torch, "compile", _compile_raising(FileNotFoundError("g++: not found"), {}))
+    scorer = compile_scorer(model)
+    batch = toy_features.batch(slice(0, 30))
+    with pytest.warns(RuntimeWarning, match=r"compiling the ranker failed \(FileNotFoundError: g\+\+: not found\)"):
+        got = scorer(batch)
+    assert not scorer.compiled
+    want = score(model, batch)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7)

@@ -48,3 +48,11 @@ def state_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.sqlite'}"
     return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture(scope="session")
+def serving_model(serve_run):
+    """The tiny run's parts loaded for in-process tests (eager scorer: no compilation)."""
+    from fluidrec.serve.model import Artifacts, ServingModel
+
+    return ServingModel.load(Artifacts.resolve(serve_run), compile=False)

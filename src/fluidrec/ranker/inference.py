@@ -44,6 +44,13 @@ from fluidrec.ranker.model import Ranker
 
 
 _BATCH_TENSORS = tuple(f.name for f in dataclasses.fields(Batch) if f.name != "labels")
+_INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
+# What a failed compilation raises: torch wraps compiler failures in RuntimeError subclasses
+# (torch._dynamo.exc.TorchDynamoException: BackendCompilerFailed, InductorError; and
+# torch._inductor.exc.CppCompileError, InvalidCxxCompiler), and OSError is a compiler or cache
+# directory that cannot be run or written before torch wraps it. Anything else (a bug, a
+# KeyboardInterrupt, an input error such as UsageError) propagates as it is.
+_COMPILE_ERRORS = (RuntimeError, OSError)
 
 
 @contextlib.contextmanager
@@ -51,7 +58,7 @@ def _torch_threads(n: int | None):
     """torch's own ops on n threads for the block (None: unchanged). With the fused backbone
     running its own two threads, torch's OpenMP threads would spin-wait after each of their
     parallel regions and take the cores from it (measured 50% slower)."""
-    if n is None:
+    if n is None or n == torch.get_num_threads():  # the usual case when serving: nothing to switch
         yield
         return
     before = torch.get_num_threads()
@@ -99,7 +106,11 @@ class Scorer:
             self._packed = pack_backbone(bb) if unsupported_reason(bb) is None else None
             bb.fused_threads = torch.get_num_threads()
             self._set_compiled_forms(True)
-            self._compiled_fn = torch.compile(self._probabilities, dynamic=dynamic)
+            # freezing: weights become constants (prepacked for MKL); cpp_wrapper: the graph's kernel
+            # calls run from C++ rather than Python. Given as compile options, not a config patch
+            # around every call: the patch cost a tenth of a 200-candidate call and only matters
+            # when a graph is compiled.
+            self._compiled_fn = torch.compile(self._probabilities, dynamic=dynamic, options=_INDUCTOR_OPTIONS)
 
     def _set_compiled_forms(self, on: bool) -> None:
         """Compiled graphs run the backbone as one C call (fluidrec.ranker.fused) where it was
@@ -123,32 +134,30 @@ class Scorer:
     def _run(self, batch: Batch) -> torch.Tensor:
         if self._compiled_fn is None:
             return self._probabilities(*self._tensors(batch))
-        from torch._inductor import config as inductor_config
-
         threads = 1 if self.model.backbone.fused is not None else None
-        with _torch_threads(threads):  # the layout's compares too: on torch's pool they cost ~1 ms (measured, 2 threads)
+        # the layout's compares on one thread too: on torch's pool they cost more than they gain
+        with _torch_threads(threads):
             tensors = self._tensors(batch)
-        try:
-            # freezing: weights become constants (prepacked for MKL); cpp_wrapper: the graph's
-            # kernel calls run from C++ rather than Python (measured ~0.9 ms of a 9 ms request)
-            with inductor_config.patch(freezing=True, cpp_wrapper=True), _torch_threads(threads):
-                return self._compiled_fn(*tensors)
-        except Exception as err:  # noqa: BLE001 - any compiler failure; re-raised below if eager fails too
-            self._set_compiled_forms(False)
             try:
-                probs = self._probabilities(*tensors)  # an input error raises here, with its own message
-            except Exception:
-                self._set_compiled_forms(True)  # keep the compiled path for the next, valid batch
-                raise
-            warnings.warn(
-                f"fluidrec: compiling the ranker failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                "scoring eagerly (slower, same results)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._compiled_fn = None
-            self.compiled = False
-            return probs
+                return self._compiled_fn(*tensors)
+            except _COMPILE_ERRORS as err:
+                failure = err
+        # Compiling failed (at the first call of a graph), or torch refused the input: eager tells them apart
+        self._set_compiled_forms(False)
+        try:
+            probs = self._probabilities(*tensors)  # an input error raises here, with its own message
+        except BaseException:  # not handled here: restore the compiled path for the next, valid batch, re-raise
+            self._set_compiled_forms(True)
+            raise
+        warnings.warn(
+            f"fluidrec: compiling the ranker failed ({type(failure).__name__}: {str(failure).splitlines()[0][:200]}); "
+            "scoring eagerly (slower, same results)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._compiled_fn = None
+        self.compiled = False
+        return probs
 
     def __call__(self, batch: Batch) -> dict[str, np.ndarray]:
         """Task name -> (B,) predicted probabilities."""
@@ -174,7 +183,10 @@ def serving_layout(batch: Batch) -> Batch:
     if len(batch) < 2 or bool((codes != codes[:1]).any() | (mask != mask[:1]).any()):
         return batch
     one = torch.zeros(len(batch), dtype=torch.int64, device=codes.device)  # every row reads history 0
-    return dataclasses.replace(batch, hist_codes=codes[:1], hist_mask=mask[:1], hist_group=one)
+    # copies, not views of the (B, K, L) rows: whether an input is a view is part of the compiled
+    # graph's guards, so a view here and a plain tensor from another caller (fluidrec.serve's
+    # request batches) would each compile a graph (a stall of tens of seconds at the first request)
+    return dataclasses.replace(batch, hist_codes=codes[:1].clone(), hist_mask=mask[:1].clone(), hist_group=one)
 
 
 def compile_scorer(model: Ranker, *, compile: bool = True, dynamic: bool = False) -> Scorer:

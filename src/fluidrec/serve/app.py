@@ -14,6 +14,10 @@ overlap the loop's work), writes (encoding, quantising, the fsynced commit) on o
 thread and reads of rooms and slices on a third, so a slow fsync never holds a rank
 request. Each has a bounded queue (``max_queue``): past it the answer is a 503.
 
+``POST /v1/rank`` has a fast path in front of FastAPI (``parse_rank``, ``_fast_rank``): a
+plainly valid body is parsed with orjson and answered without routing or pydantic; any
+other goes to the FastAPI route, so errors are the route's, byte for byte.
+
 Errors are JSON: ``{"error", "field", "value", "reason"}``; bad input is always a 4xx
 (422 invalid, 404 unknown room or slice, 409 slice id of another room, 401 token, 413 body
 too large), and anything else a 500 with no internals in the body.
@@ -117,8 +121,9 @@ def _endpoint(scope: dict) -> str:
     return getattr(route, "path", None) or "unmatched"
 
 
-def _guard(app, metrics: Metrics, max_body: int):
-    """Pure ASGI middleware: request metrics and the body-size limit (a 413 before the body is read).
+def _guard(app, metrics: Metrics, max_body: int, fast_rank=None):
+    """Pure ASGI middleware: request metrics, the body-size limit (a 413 before the body is read)
+    and the fast path of ``POST /v1/rank`` (``fast_rank``, see ``_fast_rank``).
 
     A body without a length is counted as it streams in; past the limit the 413 is sent from
     here and the app sees a disconnect (whatever it answers after that is dropped).
@@ -129,6 +134,14 @@ def _guard(app, metrics: Metrics, max_body: int):
             return await app(scope, receive, send)
         t0, seen, state = time.perf_counter(), 0, {"started": False, "refused": False}
         length = dict(scope.get("headers") or ()).get(b"content-length")
+        if fast_rank is not None and scope["path"] == "/v1/rank" and scope["method"] == "POST" and length is not None \
+                and length.isdigit() and int(length) <= max_body:  # fmt: skip
+            body = await _read_body(receive)
+            if body is None:  # the client went away
+                return None
+            if await fast_rank(body, t0, send):
+                return None
+            receive = _replay(body, receive)  # not plainly valid: the validating route answers, naming the field
 
         async def timed_send(msg):
             if msg["type"] == "http.response.start":
@@ -156,6 +169,86 @@ def _guard(app, metrics: Metrics, max_body: int):
         await app(scope, limited_receive, app_send)
 
     return guarded
+
+
+async def _read_body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A ``receive`` that hands the app the already-read body first, then the connection's messages."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed():
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+_RANK_FIELDS = frozenset(RankIn.model_fields)
+
+
+def _is_id(x: Any) -> bool:
+    return type(x) is int and 0 <= x <= INT64_MAX  # bool is not int here: strict, as the schema
+
+
+def parse_rank(body: bytes) -> RankIn | None:
+    """The body as a ``RankIn`` when it is plainly valid, without pydantic's per-item work; None when
+    it is not (or not plainly): the FastAPI route then validates it and names the field at fault.
+
+    Accepts exactly what ``RankIn`` accepts with these checks: an object of known fields, ids
+    and times integers in [0, 2^63), ``candidates`` ``"live"`` or a list of distinct such
+    integers, ``sort_by`` a string, ``top_k`` null or such an integer (``tests/serve/test_fast_path.py``).
+    """
+    try:
+        d = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(d) is not dict or not d.keys() <= _RANK_FIELDS:
+        return None
+    user, ts, cands = d.get("user_id"), d.get("ts"), d.get("candidates")
+    sort_by, top_k = d.get("sort_by", "click"), d.get("top_k")
+    if not (_is_id(user) and _is_id(ts) and type(sort_by) is str and (top_k is None or _is_id(top_k))):
+        return None
+    if cands != "live":
+        if type(cands) is not list or not all(type(x) is int for x in cands):
+            return None
+        if cands and (min(cands) < 0 or max(cands) > INT64_MAX or len(set(cands)) != len(cands)):
+            return None
+    return RankIn.model_construct(user_id=user, ts=ts, candidates=cands, sort_by=sort_by, top_k=top_k)
+
+
+def _fast_rank(service: Service, lane: _Lane, metrics: Metrics):
+    """``POST /v1/rank`` without FastAPI's routing, pydantic and response classes (~0.4 ms of a
+    request's CPU, docs/serving.md): orjson in, the checks of ``parse_rank``, the scorer lane, orjson
+    out. Returns False, untouched, for a body that is not plainly valid; errors it meets
+    (503 overloaded, 4xx from the service) are answered as the route would."""
+
+    async def handle(body: bytes, t0: float, send) -> bool:
+        req = parse_rank(body)
+        if req is None:
+            return False
+        try:
+            status, out = 200, orjson.dumps(await lane.run(service.rank_arrays, req), option=orjson.OPT_SERIALIZE_NUMPY)
+        except InputError as exc:
+            status, out = exc.status, _error(exc.status, exc.field, exc.value, exc.reason).body
+        except Exception:  # noqa: BLE001 - a bug: logged, answered 500 with nothing internal, as the route's handler does
+            log.exception("internal error")
+            status, out = 500, _error(500, "request", None, "internal error (see the server log)").body
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]
+        metrics.observe("/v1/rank", "POST", status, time.perf_counter() - t0)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+        return True
+
+    return handle
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -191,8 +284,12 @@ def _health(service: Service, startup_s: float | None) -> dict:
     }  # fmt: skip
 
 
-def create_app(service: Service, cfg: ServeConfig, *, token: str | None = None, startup_s: float | None = None):
-    """The FastAPI app for ``service`` (routes, error handlers, metrics, body limit, token)."""
+def create_app(service: Service, cfg: ServeConfig, *, token: str | None = None, startup_s: float | None = None, fast: bool = True):
+    """The FastAPI app for ``service`` (routes, error handlers, metrics, body limit, token).
+
+    ``fast``: answer plainly valid rank requests on the fast path (``_fast_rank``); False:
+    every request goes through FastAPI (the reference the fast path is tested against).
+    """
     metrics = Metrics()
     metrics.gauges["fluidrec_scorer_compiled"] = lambda: float(service.model.scorer.compiled)
     if startup_s is not None:
@@ -233,7 +330,7 @@ def create_app(service: Service, cfg: ServeConfig, *, token: str | None = None, 
         # On the scorer thread, not the event loop: the compiled scorer's kernels run without the
         # GIL, so the loop parses and answers other requests meanwhile (scoring inline measured
         # below 100 requests/s: the hand-off costs ~0.4 ms, the lost overlap more).
-        return _json(await lanes["score"].run(service.rank, body))
+        return _json(await lanes["score"].run(service.rank_arrays, body))
 
     @app.get("/v1/rooms/{room_id}", summary="a room's state and vote counts")
     async def get_room(room_id: Annotated[int, Path(ge=0, le=INT64_MAX)]):
@@ -252,7 +349,7 @@ def create_app(service: Service, cfg: ServeConfig, *, token: str | None = None, 
     async def get_metrics():
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    return _guard(app, metrics, cfg.max_body_bytes)
+    return _guard(app, metrics, cfg.max_body_bytes, _fast_rank(service, lanes["score"], metrics) if fast else None)
 
 
 def build_service(cfg: ServeConfig) -> tuple[Service, float]:

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--compile", choices=("background", "wait", "off"), default="background",
         help="background: serve eagerly at once, compiled once built (default); wait: listen only once compiled; off: eager only",
     )  # fmt: skip
-    p.add_argument("--threads", type=bounded_int(1, 64, "a thread count"), default=2, help="threads of the compiled scorer's backbone kernel per worker (default 2; other torch ops use 1)")
+    p.add_argument("--threads", type=bounded_int(1, 64, "a thread count"), default=1, help="threads of the compiled scorer's backbone kernel per worker (default 1; other torch ops use 1)")
     p.add_argument("--max-candidates", type=positive_int, default=1000, help="most rooms per rank request (default 1000)")
     p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
     p.add_argument("--slice-ms", type=positive_int, default=120_000, help="slice length when a slice has no end_ts (default 120000)")

@@ -37,6 +37,9 @@ class ServeConfig:
             built: tens of seconds), ``wait`` (listen only once compiled) or ``off`` (eager
             only: same scores, slower; quick tests).
         threads: threads of the compiled scorer's backbone kernel per worker (other torch ops use one).
+            1 by default: measured on the shared 2-core machine, a second kernel thread made the
+            load test's p99 worse (it waits for the slower of two threads), and a second worker
+            (``workers=2``) is the better use of the second core.
         max_body_bytes: larger request bodies get a 413.
         max_queue: requests waiting for one worker's scorer (or writer) beyond which it answers 503.
         service: limits and defaults of the operations.
@@ -52,7 +55,7 @@ class ServeConfig:
     encoder: Path | None = None
     code_model: Path | None = None
     compile: str = "background"
-    threads: int = 2
+    threads: int = 1
     max_body_bytes: int = 1 << 20
     max_queue: int = 64
     service: ServiceConfig = dataclasses.field(default_factory=ServiceConfig)

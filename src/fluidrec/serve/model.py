@@ -96,7 +96,7 @@ class ServingModel:
         self.compiled_s: float | None = None
 
     @classmethod
-    def load(cls, artifacts: Artifacts, *, compile: bool = True, threads: int = 2) -> ServingModel:
+    def load(cls, artifacts: Artifacts, *, compile: bool = True, threads: int = 1) -> ServingModel:
         """Load every part and check they fit together (levels, widths).
 
         Args:
@@ -167,6 +167,8 @@ class ServingModel:
         hist = np.zeros((1, self.levels), np.int64)
         score_candidates(scorer, self.context, 0, np.arange(candidates), codes, codes, 0, history_codes=hist)
         score_candidates(scorer, self.context, 0, np.arange(7), codes[:7], codes[:7], 0)  # another size, no history
+        # one candidate: torch specialises size 1, so without this a client's first 1-room request would compile (seconds)
+        score_candidates(scorer, self.context, 0, np.arange(1), codes[:1], codes[:1], 0, history_codes=hist)
 
     def warm_up(self, candidates: int = 200) -> float:
         """Run every path once (a compiled scorer compiles on its first call); returns the seconds it took."""

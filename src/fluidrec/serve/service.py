@@ -5,10 +5,12 @@ input that is well-formed but wrong for this model or state (a code outside the 
 an embedding of the wrong width, a slice id already stored for another room, an unknown
 room) raises ``InputError`` naming the field and the value, which the app turns into a 4xx.
 
-Ranking reuses the offline path: ``ScoringContext.make_batch`` (via ``score_candidates``)
-builds the batch from the rooms' state in the store, with the store's rooms as the
-context's room table, and the scorer is the model's ``Scorer``. So a rank answer is the
-offline score of the same (user, rooms, codes, history, time).
+Ranking has two paths with the same answers. ``rank_plain`` is the offline one:
+``ScoringContext.make_batch`` (via ``score_candidates``) on the rooms' state read from the
+store, with the store's rooms as the context's room table, and the model's ``Scorer``.
+``rank`` (the service's) reads rooms and histories from the worker's ``StateCache`` (kept
+current by the store's change feed) and builds the batch directly in the scorer's serving
+layout (``fluidrec.serve.features.request_batch``); tests check it equals ``rank_plain``.
 
 Shapes: B candidates, L levels, K history length, D embedding width, S frame side.
 
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fluidrec.errors import DataError, check
+from fluidrec.serve.cache import StateCache
 from fluidrec.serve.model import ServingModel
 from fluidrec.serve.schemas import ClickIn, RankIn, SliceIn
 from fluidrec.serve.store import NewSlice, SliceConflict, SliceRecord, Store
@@ -63,6 +66,13 @@ class ServiceConfig:
         check(self.live_grace_ms >= 0, f"live_grace_ms must be >= 0, got {self.live_grace_ms}")
 
 
+def _lists(answer: dict[str, Any]) -> dict[str, Any]:
+    """A rank answer with its arrays as lists (plain JSON-able values)."""
+    out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in answer.items()}
+    out["scores"] = {t: (p.tolist() if isinstance(p, np.ndarray) else p) for t, p in answer["scores"].items()}
+    return out
+
+
 def _slice_json(r: SliceRecord) -> dict[str, Any]:
     return {"slice_id": r.slice_id, "room_id": r.room_id, "author_id": r.author_id, "start_ts": r.start_ts, "end_ts": r.end_ts,
             "codes": list(r.codes), "room_codes": list(r.room_codes), "seq": r.seq}  # fmt: skip
@@ -75,6 +85,7 @@ class Service:
         if store.levels != model.levels:
             raise DataError(f"store has {store.levels} levels, the model {model.levels}")
         self.model, self.store, self.config = model, store, config or ServiceConfig()
+        self.cache = StateCache(store)  # rank's reads of rooms and histories (read through where the store has no change feed)
 
     # ------------------------------------------------------------------ ingest
     def _codes_of(self, req: SliceIn) -> tuple[tuple[int, ...], str]:
@@ -158,18 +169,61 @@ class Service:
             raise InputError("candidates", [], 'give at least one room id, or "live"')
         return list(req.candidates)
 
+    def _check_rank(self, req: RankIn) -> list[int]:
+        if req.sort_by not in self.model.tasks:
+            raise InputError("sort_by", req.sort_by, f"not a task of this model; its tasks: {', '.join(self.model.tasks)}")
+        return self._candidates(req)
+
+    def _answer(self, req: RankIn, rooms: np.ndarray, known: np.ndarray, sc: np.ndarray, rc: np.ndarray, probs: dict, history: int) -> dict[str, Any]:
+        """The answer as arrays: rooms best first by ``sort_by``, per-task scores rounded to 6 decimals."""
+        order = np.argsort(-probs[req.sort_by], kind="stable")[: req.top_k]
+        return {
+            "user_id": req.user_id, "ts": req.ts, "sort_by": req.sort_by, "arm": self.model.artifacts.arm, "history": history,
+            "room_ids": rooms[order],
+            "scores": {t: np.round(p[order].astype(np.float64), 6) for t, p in probs.items()},
+            "slice_codes": sc[order], "room_codes": rc[order], "unknown_rooms": rooms[~known],
+        }  # fmt: skip
+
+    def _empty(self, req: RankIn, history: int) -> dict[str, Any]:
+        m = self.model
+        return {"user_id": req.user_id, "ts": req.ts, "sort_by": req.sort_by, "arm": m.artifacts.arm, "history": history,
+                "room_ids": [], "scores": {t: [] for t in m.tasks}, "slice_codes": [], "room_codes": [], "unknown_rooms": []}  # fmt: skip
+
+    def rank_arrays(self, req: RankIn) -> dict[str, Any]:
+        """``rank``'s answer with numpy arrays in place of lists (what the HTTP layer writes with orjson).
+
+        The fast path: room state and the history come from the worker's ``StateCache``
+        (kept current by the store's change feed), the batch is built directly in the
+        scorer's serving layout (``fluidrec.serve.features.request_batch``). Same scores
+        as ``rank_plain``, the offline path (``tests/serve/test_service.py``).
+        """
+        from fluidrec.serve.features import request_batch
+
+        m = self.model
+        ids = self._check_rank(req)
+        hist, tab = self.cache.request(req.user_id, m.history_len, ids)  # (K', L) newest first; the rooms' state
+        if not ids:
+            return self._empty(req, len(hist))
+        rooms = np.asarray(ids, np.int64)
+        sc, rc = m.ranker_codes(tab.slice_codes), m.ranker_codes(tab.room_codes)
+        scorer = m.scorer  # one read: a swap to the compiled scorer mid-request is seen whole or not at all
+        batch = request_batch(scorer.model, m.context, req.user_id, rooms, tab, sc, rc, req.ts, m.ranker_codes(hist))
+        return self._answer(req, rooms, tab.known, sc, rc, scorer(batch), len(hist))
+
     def rank(self, req: RankIn) -> dict[str, Any]:
         """Per-task scores of the candidates and their order by ``sort_by`` (best first), with the codes used."""
+        return _lists(self.rank_arrays(req))
+
+    def rank_plain(self, req: RankIn) -> dict[str, Any]:
+        """``rank`` by the offline path, the reference of the fast one: every read from the store,
+        ``score_candidates`` (``ScoringContext.make_batch`` with the store's rooms as its room table)."""
         from fluidrec.ranker.evaluate import score_candidates
 
         m = self.model
-        if req.sort_by not in m.tasks:
-            raise InputError("sort_by", req.sort_by, f"not a task of this model; its tasks: {', '.join(m.tasks)}")
-        ids = self._candidates(req)
+        ids = self._check_rank(req)
         history = self.store.history(req.user_id, m.history_len)
-        out: dict[str, Any] = {"user_id": req.user_id, "ts": req.ts, "sort_by": req.sort_by, "arm": m.artifacts.arm, "history": len(history)}
         if not ids:
-            return {**out, "room_ids": [], "scores": {t: [] for t in m.tasks}, "slice_codes": [], "room_codes": [], "unknown_rooms": []}
+            return _lists(self._empty(req, len(history)))
         rooms = np.asarray(ids, np.int64)
         tab = self.store.room_table(ids)
         sc, rc = m.ranker_codes(tab.slice_codes), m.ranker_codes(tab.room_codes)
@@ -179,15 +233,7 @@ class Service:
                                   room_author=tab.author_id[tab.known][by_id])  # fmt: skip
         hist = np.asarray(history, np.int64).reshape(-1, m.levels)  # (K', L), newest first
         probs = score_candidates(m.scorer, ctx, req.user_id, rooms, sc, rc, req.ts, history_codes=m.ranker_codes(hist))
-        order = np.argsort(-probs[req.sort_by], kind="stable")[: req.top_k]
-        return {
-            **out,
-            "room_ids": rooms[order].tolist(),
-            "scores": {t: np.round(p[order].astype(np.float64), 6).tolist() for t, p in probs.items()},
-            "slice_codes": sc[order].tolist(),
-            "room_codes": rc[order].tolist(),
-            "unknown_rooms": rooms[~tab.known].tolist(),
-        }
+        return _lists(self._answer(req, rooms, tab.known, sc, rc, probs, len(history)))
 
     # ------------------------------------------------------------------ reads and clicks
     def room(self, room_id: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from fluidrec.errors import UsageError
 from fluidrec.serve.store import (
+    Changes,
     IngestResult,
     NewSlice,
     RoomState,
@@ -211,6 +212,25 @@ class SQLiteStore(Store):
     def history(self, user_id: int, k: int) -> list[tuple[int, ...]]:
         rows = self._con().execute("SELECT codes FROM clicks WHERE user_id = ? ORDER BY seq DESC LIMIT ?", (user_id, k))
         return [_codes(r[0]) for r in rows]
+
+    def changes(self, cursor: tuple[int, ...] | None) -> Changes:
+        """Slices and clicks after the cursor, read by their ``seq``: every write takes the write lock
+        (``BEGIN IMMEDIATE``) before it draws its seq, so seqs commit in increasing order and a
+        reader that saw seq n has seen every write before it. Two range reads on the rowid, in
+        one read transaction (one snapshot for both)."""
+        con = self._con()
+        con.execute("BEGIN")
+        try:
+            if cursor is None:
+                s = con.execute("SELECT COALESCE(MAX(seq), 0) FROM slices").fetchone()[0]
+                c = con.execute("SELECT COALESCE(MAX(seq), 0) FROM clicks").fetchone()[0]
+                return Changes((int(s), int(c)))
+            slices = con.execute("SELECT seq, room_id FROM slices WHERE seq > ? ORDER BY seq", (cursor[0],)).fetchall()
+            clicks = con.execute("SELECT seq, user_id FROM clicks WHERE seq > ? ORDER BY seq", (cursor[1],)).fetchall()
+        finally:
+            con.execute("COMMIT")
+        new = (slices[-1][0] if slices else cursor[0], clicks[-1][0] if clicks else cursor[1])
+        return Changes(new, tuple(r[1] for r in slices), tuple(r[1] for r in clicks))
 
     def counts(self) -> dict[str, int]:
         con = self._con()

@@ -145,6 +145,20 @@ class IngestResult:
     created: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class Changes:
+    """What was written to a store after a cursor: the rooms whose state and the users whose history changed.
+
+    Attributes:
+        cursor: pass it to the next ``Store.changes`` call (opaque to callers).
+        rooms, users: ids written after the cursor given (each may repeat).
+    """
+
+    cursor: tuple[int, ...]
+    rooms: tuple[int, ...] = ()
+    users: tuple[int, ...] = ()
+
+
 def next_room_state(room: RoomState | None, s: NewSlice, levels: int) -> RoomState:
     """The room after ``s`` (``room`` read with its votes, None for a new room): the one update rule of every store."""
     if room is not None and room.votes is None:
@@ -200,6 +214,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def history(self, user_id: int, k: int) -> list[tuple[int, ...]]:
         """The codes of the user's last ``k`` clicks, newest first."""
+
+    def changes(self, cursor: tuple[int, ...] | None) -> Changes | None:
+        """The rooms and users written since ``cursor`` (None: only the cursor of now), in one cheap read.
+
+        What lets a worker keep room state and histories in memory and stay correct while
+        other workers or processes write (``fluidrec.serve.cache.StateCache``). A store must
+        report every write committed after the cursor, in commit order; one that cannot
+        returns None (the default), and readers then read through to it every time.
+        """
+        return None
 
     @abc.abstractmethod
     def counts(self) -> dict[str, int]:
