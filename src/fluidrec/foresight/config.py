@@ -17,6 +17,7 @@ from typing import Any
 from fluidrec.data.world import SCALES, WorldConfig
 from fluidrec.errors import ConfigError, check
 
+DAY_MS = 86_400_000
 TASKS = ("click", "follow", "long_view", "gift")  # CTR, WTR, LVTR, GTR (paper Eq. 7-8)
 TASK_NAMES = {"click": "CTR", "follow": "WTR", "long_view": "LVTR", "gift": "GTR"}
 ARMS = ("base", "plus_i", "plus_i_d")  # base MMoE, + historical content I, + foresight D
@@ -81,22 +82,38 @@ class RankerConfig:
         id_dim: width of the user, author and position embeddings.
         experts: number of shared experts; expert_dim: width of each expert's output.
         tower_dim: hidden width of each task tower.
-        epochs, batch_size, lr: Adam training on the training days (event-time order).
+        epochs: K, the most event-time passes over the fit rows (with ``patience`` >= 1), or
+            the fixed number of passes over all training rows (``patience`` = 0).
+        batch_size, lr: Adam training in event-time order.
+        patience: early stopping per arm and seed: stop after this many passes without a lower
+            validation loss (mean multi-task logloss on the held-out rows) and restore the best
+            pass's weights; 0 = no holdout, ``epochs`` fixed passes (the first protocol).
+        val_days: hold out the last ``val_days`` training days as validation ...
+        val_fraction: ... or, when that would leave fewer fit rows than held-out rows (the
+            tiny world has one training day), the last ``val_fraction`` of the training rows.
+        final_holdout_pass: after restoring the best pass, one more pass over the held-out
+            rows, so the most recent data (next to the test day) is learned as online training would.
     """
 
     id_dim: int = 16
     experts: int = 4
     expert_dim: int = 64
     tower_dim: int = 32
-    epochs: int = 2
+    epochs: int = 8
     batch_size: int = 1024
     lr: float = 3e-3
+    patience: int = 1
+    val_days: int = 1
+    val_fraction: float = 0.2
+    final_holdout_pass: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("id_dim", "experts", "expert_dim", "tower_dim", "epochs", "batch_size"):
+        for name in ("id_dim", "experts", "expert_dim", "tower_dim", "epochs", "batch_size", "val_days"):
             v = getattr(self, name)
             check(isinstance(v, int) and v >= 1, f"ranker.{name} must be an integer >= 1, got {v!r}")
         check(self.lr > 0, f"ranker.lr must be > 0, got {self.lr}")
+        check(isinstance(self.patience, int) and self.patience >= 0, f"ranker.patience must be an integer >= 0, got {self.patience!r}")
+        check(0.0 < self.val_fraction < 1.0, f"ranker.val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +179,8 @@ def foresight_config(scale: str = "small", seed: int = 0, **overrides: Any) -> F
     (528 steps of 512, lr 5e-3): about 46 s per seed on one lightly loaded core, where the learning
     curve has flattened (three epochs at 3e-3 gave the same test accuracy, 48.2 %); the
     first cut's 40,000-state cap and 158 steps stopped far short of it. The ranker makes
-    one event-time pass in large batches. Tiny is cut further so its end-to-end test takes
+    up to eight event-time passes in large batches, early-stopped per arm and seed on the
+    last training day (docs/foresight.md, Results). Tiny is cut further so its end-to-end test takes
     seconds.
 
     Example:
@@ -171,12 +189,12 @@ def foresight_config(scale: str = "small", seed: int = 0, **overrides: Any) -> F
     """
     if scale == "tiny":
         overrides.setdefault("next_sid", NextSidConfig(context=16, d_model=32, ffn=64, enc_layers=1, epochs=2, batch_size=256))
-        overrides.setdefault("ranker", RankerConfig(epochs=3, batch_size=256, expert_dim=32))
+        overrides.setdefault("ranker", RankerConfig(epochs=4, batch_size=256, expert_dim=32))
         overrides.setdefault("next_sid_seeds", (0, 1))
         overrides.setdefault("ab_requests", 300)
         overrides.setdefault("lsa_dim", 64)
     else:
         overrides.setdefault("next_sid", NextSidConfig(context=24, d_model=32, ffn=64, enc_layers=1, epochs=2, batch_size=512, lr=5e-3))
-        overrides.setdefault("ranker", RankerConfig(epochs=1, batch_size=4096, expert_dim=32, lr=5e-3))
+        overrides.setdefault("ranker", RankerConfig(epochs=8, batch_size=4096, expert_dim=32, lr=5e-3))
         overrides.setdefault("ranker_seeds", (0, 1, 2))  # Table 1's margins are read against this spread
     return ForesightConfig(scale=scale, seed=seed, **overrides)

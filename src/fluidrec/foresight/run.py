@@ -5,8 +5,9 @@ K-Means Sids -> per-author RLE sequences -> next-Sid model per seed vs the rules
 -> causal I/D features -> MMoE arms (Table 1) -> replay A/B (Table 2) -> Figures 3 and 4
 -> ``results.json``, ``report.md``, ``config.json``.
 
-``resume=True`` reuses the world and the Sids already in ``out`` when the resolved config
-is the same (the slow, deterministic parts); the models are always retrained.
+``resume=True`` reuses the world and the Sids already in ``out`` when the parts of the
+config they depend on (``DATA_KEYS``) are the same (the slow, deterministic parts); the
+models are always retrained.
 
 Example:
     >>> results = reproduce_foresight(foresight_config("small", seed=0), Path("runs/foresight"))
@@ -24,10 +25,12 @@ import numpy as np
 import torch
 
 from fluidrec.errors import UsageError
-from fluidrec.foresight.config import ARMS, STRATEGIES, TASKS, ForesightConfig
+from fluidrec.foresight.config import ARMS, DAY_MS, STRATEGIES, TASKS, ForesightConfig
 from fluidrec.utils.io import read_json, save_torch_file, write_json
 
-DAY_MS = 86_400_000
+# The parts of the config the world and the Sids depend on: a resume reuses them when these
+# match, whatever the model settings (the models are retrained on every run).
+DATA_KEYS = ("scale", "seed", "codebook_size", "n_codes", "lsa_fit_max", "lsa_dim", "kmeans_niter", "world", "world_resolved")
 
 
 def _log(msg: str) -> None:
@@ -142,7 +145,8 @@ def reproduce_foresight(cfg: ForesightConfig, out: Path, *, resume: bool = False
     previous = read_json(out / "config.json") if (out / "config.json").exists() else None
     if previous is not None and not resume:
         raise UsageError(f"{out} already holds a foresight run; pass --resume or choose another --out")
-    reuse = resume and previous == json.loads(json.dumps(config))
+    now = json.loads(json.dumps(config))
+    reuse = resume and previous is not None and all(previous.get(k) == now[k] for k in DATA_KEYS)
     write_json(out / "config.json", config)
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
@@ -185,6 +189,7 @@ def reproduce_foresight(cfg: ForesightConfig, out: Path, *, resume: bool = False
     table1, rankers = run_arms(imp, feats, all_states, split_ts, n_users=n_users, n_authors=n_authors, cfg=cfg.ranker,
                                seeds=cfg.ranker_seeds, progress=progress)
     rows = {"n_train": table1.pop("n_train"), "n_test": table1.pop("n_test")}
+    ranker_fit = table1.pop("fit")
     t = mark("ranker", t)
 
     world = World.load(world_dir)
@@ -197,7 +202,7 @@ def reproduce_foresight(cfg: ForesightConfig, out: Path, *, resume: bool = False
     t = mark("figures", t)
 
     results = {
-        "table1": table1, "table1_rows": rows, "table2": table2, "table3": table3, "figure3": fig3, "figure4": fig4,
+        "table1": table1, "table1_rows": rows, "ranker_fit": ranker_fit, "table2": table2, "table3": table3, "figure3": fig3, "figure4": fig4,
         "next_sid_runs": runs,
         "data": {"segments": int(len(seg)), "codebook_size": n_codes, "authors": n_authors, "users": n_users,
                  "impressions": int(len(imp)), "train_states": int(len(train_states)), "test_states": int(len(test_states)),
