@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +26,11 @@ import torch
 from fluidrec.errors import UsageError
 from fluidrec.foresight.config import ARMS, DAY_MS, STRATEGIES, TASKS, ForesightConfig
 from fluidrec.utils.io import read_json, save_torch_file, write_json
+from fluidrec.utils.timing import StageClock
 
 # The parts of the config the world and the Sids depend on: a resume reuses them when these
 # match, whatever the model settings (the models are retrained on every run).
 DATA_KEYS = ("scale", "seed", "codebook_size", "n_codes", "lsa_fit_max", "lsa_dim", "kmeans_niter", "world", "world_resolved")
-
-
-def _log(msg: str) -> None:
-    import sys
-
-    print(f"[foresight] {msg}", file=sys.stderr, flush=True)
 
 
 def _stage_world(cfg: ForesightConfig, out: Path, reuse: bool, progress: bool) -> Path:
@@ -149,22 +143,14 @@ def reproduce_foresight(cfg: ForesightConfig, out: Path, *, resume: bool = False
     reuse = resume and previous is not None and all(previous.get(k) == now[k] for k in DATA_KEYS)
     write_json(out / "config.json", config)
     torch.manual_seed(cfg.seed)
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def mark(name: str, t0: float) -> float:
-        timings[name] = round(time.perf_counter() - t0, 2)
-        _log(f"{name}: {timings[name]} s")
-        return time.perf_counter()
-
-    t = time.perf_counter()
+    clock = StageClock("foresight")
     world_dir = _stage_world(cfg, out, reuse, progress)
     wcfg = cfg.world_config()
     split_ts = wcfg.t0_ms + (wcfg.days - 1) * DAY_MS  # the last day is the test day
-    t = mark("world", t)
+    clock.mark("world")
     seg = load_segments(world_dir)
     sids = _stage_sids(cfg, out, seg, split_ts, reuse)
-    t = mark("sids", t)
+    clock.mark("sids")
     from fluidrec.data.io import Dataset
 
     ds = Dataset(world_dir)
@@ -180,26 +166,26 @@ def reproduce_foresight(cfg: ForesightConfig, out: Path, *, resume: bool = False
         models.append(model)
     save_torch_file(models[0].state_dict(), out / "next_sid.pt")
     table3 = _table3(runs)
-    t = mark("next_sid", t)
+    clock.mark("next_sid")
 
     imp = load_impressions(world_dir, seqs)
     all_states = np.arange(seqs.n_states)
     feats = state_features(models[0], seqs, all_states, cfg.next_sid.context)
-    t = mark("features", t)
+    clock.mark("features")
     table1, rankers = run_arms(imp, feats, all_states, split_ts, n_users=n_users, n_authors=n_authors, cfg=cfg.ranker,
                                seeds=cfg.ranker_seeds, progress=progress)
     rows = {"n_train": table1.pop("n_train"), "n_test": table1.pop("n_test")}
     ranker_fit = table1.pop("fit")
-    t = mark("ranker", t)
+    clock.mark("ranker")
 
     world = World.load(world_dir)
     test_rows = np.flatnonzero(imp.ts > split_ts)
     table2 = _run_ab(cfg, world, imp, test_rows, rankers, seqs, feats) if cfg.ab_requests else {"skipped": "ab_requests = 0"}
-    t = mark("ab", t)
+    clock.mark("ab")
     seg_on_air = _segment_on_air(seg, world, imp)
     fig3 = _figures(out, seg, sids, imp, seg_on_air, test_rows)
     fig4 = _retrieval(out, world_dir, seqs, feats, split_ts, rankers["base"])
-    t = mark("figures", t)
+    clock.mark("figures")
 
     results = {
         "table1": table1, "table1_rows": rows, "ranker_fit": ranker_fit, "table2": table2, "table3": table3, "figure3": fig3, "figure4": fig4,
@@ -207,7 +193,7 @@ def reproduce_foresight(cfg: ForesightConfig, out: Path, *, resume: bool = False
         "data": {"segments": int(len(seg)), "codebook_size": n_codes, "authors": n_authors, "users": n_users,
                  "impressions": int(len(imp)), "train_states": int(len(train_states)), "test_states": int(len(test_states)),
                  "highlight_share": float((seg["moment"] > 0).mean())},
-        "timings_s": timings, "seconds": round(time.perf_counter() - t_start, 1),
+        "timings_s": clock.timings, "seconds": clock.total(),
     }
     write_json(out / "results.json", results)
     write_report(out, cfg, results)

@@ -32,6 +32,7 @@ from fluidrec.errors import UsageError
 from fluidrec.sequence.config import ARMS, ModelConfig, SequenceRunConfig, TrainConfig
 from fluidrec.sequence.events import EventLog
 from fluidrec.utils.io import read_json, write_json
+from fluidrec.utils.timing import StageClock
 
 FEED_FILE = "video_impressions.parquet"
 MEDIUM = "medium"
@@ -229,31 +230,24 @@ def reproduce_long_sequence(cfg: SequenceRunConfig, out: Path, *, dataset: Path 
         raise UsageError(f"{out} already holds a long-sequence run; pass --resume or choose another --out")
     reuse = resume and previous == json.loads(json.dumps(config))
     write_json(out / "config.json", config)
-    t_start, timings = time.perf_counter(), {}
-
-    def mark(name: str, t0: float) -> float:
-        timings[name] = round(time.perf_counter() - t0, 2)
-        _log(f"{name}: {timings[name]} s")
-        return time.perf_counter()
-
-    t = time.perf_counter()
+    clock = StageClock("long-sequence")
     data_dir = _stage_dataset(cfg, out, dataset, reuse)
-    t = mark("dataset", t)
+    clock.mark("dataset")
     log, code_source = _load_log(data_dir, codes_dir)
     train_idx, test_idx = sample_targets(log, cfg.train)
-    t = mark("event_log", t)
+    clock.mark("event_log")
     table1 = _table1(cfg, log, train_idx, test_idx, progress)
-    t = mark("table1", t)
+    clock.mark("table1")
     sizes = _sizes(cfg, log)
     costs = _costs(cfg, log, progress)
-    t = mark("costs", t)
+    clock.mark("costs")
     curve = _curve(cfg, log, train_idx, test_idx, progress, table1)
-    t = mark("curve", t)
+    clock.mark("curve")
     results = {
         "table1": table1, "sizes": sizes, "costs": costs, "curve": curve, "truth": _truth(data_dir, log, test_idx),
         "data": {**event_log_summary(log), "codes": code_source, "dataset": str(data_dir), "train_targets": int(len(train_idx)),
                  "test_targets": int(len(test_idx)), "test_cold_targets": int(log.cold[test_idx].sum())},
-        "timings_s": timings, "seconds": round(time.perf_counter() - t_start, 1),
+        "timings_s": clock.timings, "seconds": clock.total(),
     }
     write_json(out / "results.json", results)
     write_report(out, cfg, results)
