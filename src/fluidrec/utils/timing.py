@@ -30,5 +30,5 @@ class StageClock:
         return self.timings[name]
 
     def total(self) -> float:
-        """Seconds since the clock started, to 0.1 s."""
-        return round(time.perf_counter() - self.start, 1)
+        """Seconds since the clock started, to 0.01 s (as the stages)."""
+        return round(time.perf_counter() - self.start, 2)
