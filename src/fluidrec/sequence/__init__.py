@@ -20,7 +20,6 @@ _EXPORTS = {
     # data helper's exports
     "build_event_log": "data",
     "event_log_summary": "data",
-    "read_event_log": "data",
     "read_feed_truth": "data",
     "summary_line": "data",
     "truth_yardsticks": "data",
@@ -28,7 +27,7 @@ _EXPORTS = {
     "HistoryBatch": "events",
     "history_batch": "events",
     "history_batch_reference": "events",
-    "load_event_log": "events",
+    "load_event_log": "data",
     "split_indices": "events",
     # models helper's exports
     "ModelConfig": "config",

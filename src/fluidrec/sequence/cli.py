@@ -23,7 +23,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args_or_cfg: dict):
-    from fluidrec.sequence.events import load_event_log
+    from fluidrec.sequence.data import load_event_log
 
     codes = args_or_cfg["codes"]
     return load_event_log(Path(args_or_cfg["dataset"]), Path(codes) if codes else None, args_or_cfg["test_days"],

@@ -14,7 +14,7 @@ importers. Codes come from one of three places:
 Items missing from the code file get -1 codes.
 
 Example:
-    >>> log = read_event_log(Path("runs/world"), Path("runs/codes"), test_days=1)
+    >>> log = load_event_log(Path("runs/world"), Path("runs/codes"), test_days=1)
     >>> event_log_summary(log)["events_per_user_median"]
 """
 
@@ -118,7 +118,7 @@ def _split(ts: np.ndarray, test_days: float, path: str) -> np.ndarray:
     return is_test
 
 
-def read_event_log(
+def load_event_log(
     dataset_dir: Path,
     codes_dir: Path | None,
     test_days: float = 1,
@@ -127,11 +127,12 @@ def read_event_log(
     label: str = "long_view",
     split: str = "auto",
 ) -> EventLog:
-    """The dataset's video feed as an EventLog (``fluidrec.sequence.load_event_log`` calls this).
+    """Read ``<dataset_dir>/video_impressions.parquet`` into an :class:`EventLog`.
 
     Args:
         dataset_dir: canonical dataset with ``video_impressions.parquet``.
-        codes_dir: directory with ``slice_codes.parquet``, or None.
+        codes_dir: directory with ``slice_codes.parquet`` (item = slice_id); None = no codes
+            (all -1, codebook size 1) unless ``true_codes``.
         test_days: the last ``test_days`` days are the test split.
         true_codes: codes from the true topic path instead of ``codes_dir``.
         label: which 0/1 column is the label (``VIDEO_LABELS``).
@@ -144,6 +145,7 @@ def read_event_log(
     """
     from fluidrec.data.io import Dataset
 
+    dataset_dir, codes_dir = Path(dataset_dir), None if codes_dir is None else Path(codes_dir)
     if label not in VIDEO_LABELS:
         raise DataError(f"label must be one of {VIDEO_LABELS}", table=TABLE, column="label", value=label)
     if true_codes and codes_dir is not None:
@@ -155,7 +157,7 @@ def read_event_log(
     if split == "auto":
         split = "last" if ds.manifest.get("time_kind") == "sequence_index" else "time"
     t = ds.table(TABLE, ["ts", "user_id", "slice_id", "watch_ratio", label])
-    ids, codes, k = _item_codes(Path(dataset_dir), codes_dir, true_codes)
+    ids, codes, k = _item_codes(dataset_dir, codes_dir, true_codes)
     return build_event_log(
         ts=t.column("ts").to_numpy(),
         user_id=t.column("user_id").to_numpy(),

@@ -13,7 +13,7 @@ Causality rule: a target's history holds only events of the same user with
 they were served in the same request and their outcome is unknown when scoring it).
 
 Example:
-    >>> log = load_event_log(Path("data/world"), Path("runs/codes"))
+    >>> log = load_event_log(Path("data/world"), Path("runs/codes"))   # fluidrec.sequence.data
     >>> idx = split_indices(log, "train")[:256]
     >>> batch = history_batch(log, idx, seq_len=512)
     >>> batch.hist_codes.shape          # (B, S, L)
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -284,33 +283,3 @@ def split_indices(log: EventLog, split: str) -> np.ndarray:
         raise DataError(f"split must be one of {SPLITS}", table="split_indices", column="split", value=split)
     want = split == "test"
     return np.flatnonzero(log.is_test == want).astype(np.int64)
-
-
-def load_event_log(
-    dataset_dir: Path,
-    codes_dir: Path | None,
-    test_days: int = 1,
-    *,
-    true_codes: bool = False,
-    label: str = "long_view",
-    split: str = "auto",
-) -> EventLog:
-    """Read ``<dataset_dir>/video_impressions.parquet`` into an :class:`EventLog`.
-
-    Args:
-        dataset_dir: a canonical dataset holding ``video_impressions.parquet`` (and ``slices.parquet``).
-        codes_dir: a directory holding ``slice_codes.parquet`` (item = slice_id); None = no codes
-            (all -1, codebook_size 1) unless ``true_codes``.
-        test_days: the last ``test_days`` days of the log (ts > max ts - test_days days) are the test split.
-        true_codes: use the world's true topic path (``slices.topic_l1..topic_l4``) as codes instead.
-        label: the 0/1 column of the table that is the engagement label ("long_view" or "like").
-        split: "time" (last ``test_days``), "last" (each user's last timestamp) or "auto" ("last"
-            for datasets with order-synthesised times, ``time_kind = "sequence_index"``, else "time").
-
-    Example:
-        >>> log = load_event_log(Path("data/world"), None, true_codes=True)
-    """
-    from fluidrec.sequence.data import read_event_log  # the loader lives with the other readers
-
-    codes = None if codes_dir is None else Path(codes_dir)
-    return read_event_log(Path(dataset_dir), codes, test_days, true_codes=true_codes, label=label, split=split)

@@ -68,7 +68,7 @@ def _load_log(dataset: Path, codes_dir: Path | None) -> tuple[EventLog, str]:
     """The feed's event log and where its codes came from (codes dir > true topics > none)."""
     from fluidrec.data.io import Dataset
     from fluidrec.data.schema import TOPIC_COLUMNS
-    from fluidrec.sequence.events import load_event_log
+    from fluidrec.sequence.data import load_event_log
 
     if codes_dir is not None:
         return load_event_log(dataset, codes_dir), f"codes from {codes_dir}"
