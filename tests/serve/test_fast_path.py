@@ -12,6 +12,7 @@ import pytest
 
 from fluidrec.serve.app import create_app, parse_rank
 from fluidrec.serve.config import ServeConfig
+from fluidrec.serve.profile import asgi_post_rank
 from fluidrec.serve.schemas import ClickIn, RankIn, SliceIn
 from fluidrec.serve.service import Service
 from fluidrec.serve.store import open_store
@@ -53,19 +54,7 @@ def apps(serving_model, serve_run, tmp_path_factory):
 
 def _call(app, body: bytes) -> tuple[int, bytes]:
     """One POST /v1/rank through the ASGI app, no socket."""
-    sent, pending = [], [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive():
-        return pending.pop() if pending else {"type": "http.disconnect"}
-
-    async def send(msg):
-        sent.append(msg)
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/rank", "raw_path": b"/v1/rank", "query_string": b"", "root_path": "",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-             "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2)}  # fmt: skip
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    return asgi_post_rank(asyncio.run, app, body)
 
 
 def test_parse_rank_takes_exactly_the_plainly_valid_bodies():

@@ -91,7 +91,11 @@ def _sections(svc, body: bytes, fast: bool) -> list[int]:
     return out
 
 
-def _asgi_cpu_ns(loop: asyncio.AbstractEventLoop, app, body: bytes) -> int:
+def asgi_post_rank(run, app, body: bytes) -> tuple[int, bytes]:
+    """One ``POST /v1/rank`` through the ASGI ``app`` with no socket: (status, body bytes).
+
+    ``run`` drives the coroutine (``asyncio.run`` or an event loop's ``run_until_complete``).
+    """
     sent, pending = [], [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive():
@@ -103,10 +107,15 @@ def _asgi_cpu_ns(loop: asyncio.AbstractEventLoop, app, body: bytes) -> int:
     scope = {"type": "http", "method": "POST", "path": "/v1/rank", "raw_path": b"/v1/rank", "query_string": b"", "root_path": "",
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
              "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2)}  # fmt: skip
+    run(app(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def _asgi_cpu_ns(loop: asyncio.AbstractEventLoop, app, body: bytes) -> int:
     c0 = time.process_time_ns()  # the app hands scoring to its scorer thread: count every thread
-    loop.run_until_complete(app(scope, receive, send))
-    if sent[0]["status"] != 200:
-        raise RuntimeError(f"rank answered {sent[0]['status']}: {sent[1].get('body', b'')[:300]!r}")
+    status, answer = asgi_post_rank(loop.run_until_complete, app, body)
+    if status != 200:
+        raise RuntimeError(f"rank answered {status}: {answer[:300]!r}")
     return time.process_time_ns() - c0
 
 
