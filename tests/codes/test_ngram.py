@@ -100,3 +100,10 @@ def test_torch_ids_treat_unseen_codewords_as_unknown():
     assert ids.tolist() == [[4, 16], [1, 16], [2, 11]]
     with pytest.raises(DataError, match="out of range"):
         NgramSpec(4, 2).ids(np.array([[4, 1]]))  # a code file is checked instead
+
+
+def test_hash_ids_is_pinned_splitmix64():
+    # values of the ranker's user/author hash before it moved here: a change would silently re-bucket every model's users
+    from fluidrec.codes.ngram import hash_ids
+
+    assert hash_ids(np.array([1, 2, 3, 10**12]), 100).tolist() == [65, 10, 53, 24]

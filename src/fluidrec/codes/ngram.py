@@ -147,14 +147,14 @@ def row_ids_torch(codes: torch.Tensor, codebook_size: int, rows: torch.Tensor, m
     return torch.where(bad, rows.expand_as(ids), ids)
 
 
-def hash_ids(ids: np.ndarray, buckets: int, level: int = 0, seed: int = 0) -> np.ndarray:
+def hash_ids(ids: np.ndarray, buckets: int) -> np.ndarray:
     """Hash int64 raw ids into [0, buckets) with splitmix64 (stable across runs and machines).
 
     Example:
         >>> hash_ids(np.array([1, 2, 3]), 100)
     """
     with np.errstate(over="ignore"):
-        z = np.asarray(ids).astype(np.uint64) + _GOLDEN * np.uint64(level + 1 + 1000 * seed)
+        z = np.asarray(ids).astype(np.uint64) + _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * _M1
         z = (z ^ (z >> np.uint64(27))) * _M2
         z = z ^ (z >> np.uint64(31))
