@@ -314,8 +314,10 @@ def run_stage(
     converging = stage.max_epochs > 1 and stop - start >= 2
     loop = _StepLoop(model, feats, stage, cfg, opts, steps_per_pass * (stage.max_epochs if converging else cfg.epochs), norms)
     t0 = time.perf_counter()
-    epochs, heldout = (_converge(loop, start, stop) if converging else (cfg.epochs, ()))
-    if not converging:
+    if converging:
+        epochs, heldout = _converge(loop, start, stop)
+    else:
+        epochs, heldout = cfg.epochs, ()
         for _ in range(cfg.epochs):
             loop.run(start, stop)
     loop.bar.close()
