@@ -609,3 +609,32 @@ def prepare_out(out: str | os.PathLike) -> Path:
         raise UsageError(f"output path {p} exists and is not a directory")
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def drop_rows_without_item(imp: dict[str, np.ndarray], known: np.ndarray, path: Path, what: str) -> tuple[dict[str, np.ndarray], int]:
+    """(rows of ``imp`` whose room_id is in ``known``, how many were dropped); DataError naming ``path`` if none is left.
+
+    ``what`` completes the message: "no {what} left after dropping ...".
+    """
+    keep = np.isin(imp["room_id"], known)
+    dropped = int((~keep).sum())
+    imp = {k: v[keep] for k, v in imp.items()}
+    if not len(imp["ts"]):
+        raise DataError(f"no {what}", table=str(path))
+    return imp, dropped
+
+
+def complete_one_slice_columns(imp: dict[str, np.ndarray], *, request_per_row: bool, all_clicks: bool = False) -> None:
+    """Complete an item log's columns in place: slice = room (one-slice rooms), the labels the
+    source lacks 0, watch_s 0; ``request_per_row``: each row its own request; ``all_clicks``:
+    every row is a click (a log of positives), else the source's own ``click`` is kept."""
+    n = len(imp["ts"])
+    imp["slice_id"] = imp["room_id"]
+    if request_per_row:
+        imp["request_id"] = np.arange(n, dtype=np.int64)
+    for lab in LABELS_BINARY:
+        if lab != "click":
+            imp[lab] = np.zeros(n, np.int8)
+        elif all_clicks:
+            imp[lab] = np.ones(n, np.int8)
+    imp["watch_s"] = np.zeros(n, np.float32)

@@ -46,6 +46,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fluidrec.data.importers.common import (
+    complete_one_slice_columns,
+    drop_rows_without_item,
     TIME_RANGE,
     TIME_UNIX_MS,
     BadRows,
@@ -187,10 +189,11 @@ def import_csv(fmt: CsvFormat, out: str | os.PathLike, options: ImportOptions = 
         )
     imp, dropped = log.imp, 0
     if fmt.drop_items_without_text:
-        imp, dropped = _drop_items_without_text(imp, texts, items_path)
+        known = np.fromiter(texts.keys(), np.int64, len(texts))
+        imp, dropped = drop_rows_without_item(imp, known, items_path, "interactions left after dropping items missing from the items file")
 
     n = len(imp["ts"])
-    _add_impression_columns(imp)
+    complete_one_slice_columns(imp, request_per_row=True)
     n_pos = int(imp["click"].sum())
     item_ids, start, end = item_lifetimes(imp["room_id"], imp["ts"])
     imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
@@ -316,27 +319,6 @@ def _parse_row_time(fmt: CsvFormat, path: Path, bad: BadRows, line_no: int, raw:
         bad.report(path, line_no, f"time {TIME_RANGE}" + (" (after --time-unit s)" if scale != 1 and raw.lstrip("+-").isdigit() else ""), raw, column=fmt.time_col)
         return None
     return ts
-
-
-def _drop_items_without_text(imp: dict[str, np.ndarray], texts: dict[int, str], items_path: Path) -> tuple[dict[str, np.ndarray], int]:
-    """(interactions whose item has a row in the items file, how many were dropped)."""
-    keep = np.isin(imp["room_id"], np.fromiter(texts.keys(), np.int64, len(texts)))
-    dropped = int((~keep).sum())
-    imp = {k: v[keep] for k, v in imp.items()}
-    if not len(imp["ts"]):
-        raise DataError("no interactions left after dropping items missing from the items file", table=str(items_path))
-    return imp, dropped
-
-
-def _add_impression_columns(imp: dict[str, np.ndarray]) -> None:
-    """Complete the columns in place: slice = room (one-slice rooms), one request per row, other labels and watch_s 0."""
-    n = len(imp["ts"])
-    imp["slice_id"] = imp["room_id"]
-    imp["request_id"] = np.arange(n, dtype=np.int64)
-    for lab in LABELS_BINARY:
-        if lab != "click":
-            imp[lab] = np.zeros(n, np.int8)
-    imp["watch_s"] = np.zeros(n, np.float32)
 
 
 def _read_items(fmt: CsvFormat, path: Path, items: dict[str, int], bad: BadRows, progress: bool) -> dict[int, str]:

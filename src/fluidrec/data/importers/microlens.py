@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from fluidrec.data.importers.common import (
+    complete_one_slice_columns,
     TIME_SEQUENCE,
     BadRows,
     Columns,
@@ -122,7 +123,7 @@ def import_microlens(
         raise DataError(f"none of the {len(item_ids)} items in {pairs_path.name} has a title here", table=str(titles_path))
 
     n = len(imp["ts"])
-    _add_impression_columns(imp)
+    complete_one_slice_columns(imp, request_per_row=True, all_clicks=True)
     imp, n_sampled = add_sampled_negatives(imp, item_ids, start, end, options)
 
     title_col = [titles.get(int(i)) for i in item_ids]
@@ -207,17 +208,6 @@ def _parse_pairs_line(pairs_path: Path, bad: BadRows, line_no: int, line: str, s
             f"2200-01-01 (unix ms {TIME_MAX_MS}); use a smaller --step-ms"
         )
     return user, items
-
-
-def _add_impression_columns(imp: dict[str, np.ndarray]) -> None:
-    """Complete the columns in place: every row a click on a one-slice room, its own request, watch_s 0."""
-    n = len(imp["ts"])
-    imp["slice_id"] = imp["room_id"]
-    imp["request_id"] = np.arange(n, dtype=np.int64)
-    for lab in LABELS_BINARY:
-        imp[lab] = np.zeros(n, np.int8)
-    imp["click"][:] = 1
-    imp["watch_s"] = np.zeros(n, np.float32)
 
 
 def _id_reason(what: str, token: str) -> str:

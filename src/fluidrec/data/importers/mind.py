@@ -49,6 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from fluidrec.data.importers.common import (
+    complete_one_slice_columns,
+    drop_rows_without_item,
     TIME_RANGE,
     TIME_UNIX_MS,
     BadRows,
@@ -130,10 +132,11 @@ def import_mind(
 
     hist = _history_events(log.first_history, int(imp["ts"].min())) if history_events else None
     news = _read_news_of(news_path, imp, hist, bad, options.progress)
-    imp, dropped = _drop_news_without_text(imp, news, news_path) if drop_items_without_text else (imp, 0)
+    known = np.fromiter(news.keys(), np.int64, len(news))
+    imp, dropped = drop_rows_without_item(imp, known, news_path, "impressions left after dropping news missing from news.tsv") if drop_items_without_text else (imp, 0)
 
     n = len(imp["ts"])
-    _add_impression_columns(imp)
+    complete_one_slice_columns(imp, request_per_row=False)
     n_pos = int(imp["click"].sum())
     item_ids, start, end = _item_lifetimes(imp, hist)
     if options.negatives:
@@ -258,26 +261,6 @@ def _read_news_of(path: Path, imp: dict[str, np.ndarray], hist: dict[str, np.nda
     if not news:  # every title would be null: a wrong or truncated news.tsv
         raise DataError(f"none of the news in {BEHAVIORS_FILE} has a row here", table=str(path))
     return news
-
-
-def _drop_news_without_text(imp: dict[str, np.ndarray], news: dict[int, dict], news_path: Path) -> tuple[dict[str, np.ndarray], int]:
-    """(impressions whose news has a row in news.tsv, how many were dropped)."""
-    keep = np.fromiter((int(i) in news for i in imp["room_id"]), dtype=bool, count=len(imp["room_id"]))
-    dropped = int((~keep).sum())
-    imp = {k: v[keep] for k, v in imp.items()}
-    if not len(imp["ts"]):
-        raise DataError("no impressions left after dropping news missing from news.tsv", table=str(news_path))
-    return imp, dropped
-
-
-def _add_impression_columns(imp: dict[str, np.ndarray]) -> None:
-    """Complete the columns in place: slice = room (one-slice rooms), other labels and watch_s 0."""
-    n = len(imp["ts"])
-    imp["slice_id"] = imp["room_id"]
-    for lab in LABELS_BINARY:
-        if lab != "click":
-            imp[lab] = np.zeros(n, np.int8)
-    imp["watch_s"] = np.zeros(n, np.float32)
 
 
 def _item_lifetimes(imp: dict[str, np.ndarray], hist: dict[str, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
