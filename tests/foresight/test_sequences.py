@@ -14,7 +14,7 @@ from fluidrec.foresight.baselines import (
     predict_max_weight,
 )
 from fluidrec.foresight.rle import rle_decode, rle_encode
-from fluidrec.foresight.sequences import AuthorSequences, SidStore, contexts_from_log
+from fluidrec.foresight.sequences import AuthorSequences, SidStore, TimeOrderedLog
 
 
 def test_rle_round_trip_by_hand():
@@ -79,16 +79,37 @@ def _same(a, b):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
 
 
-def test_log_view_store_and_recompute_agree():
-    author, end_ts, sids = _log()
-    seqs = AuthorSequences.build(author, end_ts, sids, 5)
-    store = SidStore(end_ts, author, sids, l=8)
-    authors = np.arange(5)
-    for t in np.sort(np.random.default_rng(1).integers(0, 300_000, size=20)):
-        store.advance(int(t))
-        ref = contexts_from_log(end_ts, author, sids, authors, int(t), 8)
-        _same(store.contexts(authors), ref)
-        _same(seqs.contexts(seqs.state_at(authors, np.full(5, t)), 8), ref)
+@pytest.mark.parametrize("seed", range(3))
+def test_log_view_store_and_recompute_agree(seed):
+    # Coarse end times make many ties (within and across authors); Sids from 3 values make
+    # long runs; l = 4 makes the store drop old entries; author 5 has no segment at all.
+    author, end_ts, sids = _log(seed)
+    author[author == 4] = 5
+    seqs = AuthorSequences.build(author, end_ts, sids, 6)
+    log = TimeOrderedLog.build(end_ts, author, sids)
+    authors = np.array([0, 1, 2, 3, 5, 1])  # repeats allowed
+    for l in (4, 64):
+        store = SidStore(end_ts, author, sids, l=l)
+        for t in np.sort(np.random.default_rng(seed + 1).integers(0, 300_000, size=12)).tolist() + [300_000]:
+            store.advance(int(t))
+            ref = seqs.contexts(seqs.state_at(authors, np.full(len(authors), t)), l)
+            _same(store.contexts(authors), ref)
+            _same(log.contexts(authors, int(t), l), ref)
+    assert store.count.tolist() == np.bincount(author, minlength=6).tolist()
+
+
+def test_store_by_hand():
+    # One author: Sids 7 7 3 7 ending at 1..4 s, l = 2: runs cut to the last two entries.
+    store = SidStore(np.array([1000, 2000, 3000, 4000]), np.zeros(4, np.int64), np.array([7, 7, 3, 7]), l=2)
+    assert store.advance(2000) == 2
+    ctx = store.contexts(np.array([0]))
+    assert ctx.values.tolist() == [[0, 7]] and ctx.runs.tolist() == [[0, 2]] and ctx.mask.tolist() == [[False, True]]
+    store.advance(4000)
+    ctx = store.contexts(np.array([0]))
+    assert ctx.values.tolist() == [[3, 7]] and ctx.runs.tolist() == [[1, 1]] and ctx.raw.tolist() == [[3, 7]]
+    assert ctx.length.tolist() == [4]
+    with pytest.raises(Exception, match="author ids"):
+        store.contexts(np.array([1]))
 
 
 def test_causality_no_state_sees_a_segment_ending_after_it():

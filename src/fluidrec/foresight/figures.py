@@ -49,11 +49,15 @@ def precision_at_k(emb: np.ndarray, topic: np.ndarray, k: int = 10) -> float:
     return float((topic[nn_idx] == topic[:, None]).mean())
 
 
-def figure3(path: Path, room_sids: np.ndarray, room_moment: np.ndarray, sid_rates: dict[int, dict[str, float]], room_id: int) -> Path:
+def figure3(path: Path, room_sids: np.ndarray, room_moment: np.ndarray | None, sid_rates: dict[int, dict[str, float]],
+            room_id: int) -> Path:
+    """``room_moment`` None (imported data: no moment truth) plots every segment in one colour."""
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6))
     t = np.arange(len(room_sids)) * 0.5  # minutes
-    for k, name in enumerate(MOMENT_NAMES):
+    if room_moment is None:
+        ax1.scatter(t, room_sids, s=12, c=_COLORS[0], label="segment")
+    for k, name in enumerate(MOMENT_NAMES if room_moment is not None else ()):
         m = room_moment == k
         ax1.scatter(t[m], room_sids[m], s=12, c=_COLORS[k], label=name)
     ax1.set_xlabel("minutes since the room started")
@@ -64,7 +68,8 @@ def figure3(path: Path, room_sids: np.ndarray, room_moment: np.ndarray, sid_rate
     x = np.arange(len(sids))
     for j, task in enumerate(("like", "follow", "gift")):
         ax2.bar(x + (j - 1) * 0.27, [sid_rates[s][task] for s in sids], width=0.27, label=task)
-    ax2.set_xticks(x, [f"{s}\n{MOMENT_NAMES[int(sid_rates[s]['moment'])][:5]}" for s in sids], fontsize=7)
+    ticks = [f"{s}\n{MOMENT_NAMES[int(sid_rates[s]['moment'])][:5]}" if "moment" in sid_rates[s] else str(s) for s in sids]
+    ax2.set_xticks(x, ticks, fontsize=7)
     ax2.set_ylabel("events per click (whole log)")
     ax2.set_title("(b) interactions while each of the room's Sids is on air")
     ax2.legend(fontsize=8)

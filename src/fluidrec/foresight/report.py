@@ -91,14 +91,40 @@ def _passes(results: dict) -> list[str]:
     return lines
 
 
+def _moment_table(results: dict) -> list[str]:
+    rates = results["figure3"].get("moment_rates_test")
+    if rates is None:
+        return ["Moment kinds (performance / interaction highlights) are the world's truth: not in imported data.", ""]
+    return ["Events per click on the test day by the moment kind of the segment on air:", "",
+            "| moment | impressions | like/click | follow/click | gift/click |", "|---|---|---|---|---|",
+            *[f"| {k} | {v['impressions']:,} | {v['like']:.3f} | {v['follow']:.3f} | {v['gift']:.3f} |" for k, v in rates.items()], ""]
+
+
+def _figure4(results: dict) -> list[str]:
+    f4 = results["figure4"]
+    if "skipped" in f4:
+        return [f"skipped: {f4['skipped']}", ""]
+    return ["![figure 4](figures/figure4_retrieval.png)", "", *[f"- {k}: {v:.3f}" for k, v in f4["precision_at_10"].items()], "",
+            "The two-tower baseline is stood in for by the base ranker's author-ID embedding (collaborative); see docs/foresight.md.", ""]
+
+
+def _data_line(cfg: ForesightConfig, results: dict) -> str:
+    d = results["data"]
+    world = "highlight_share" in d
+    where = (f"World: {d['segments']:,} segments of 30 s ({_pct(d['highlight_share'])} in highlight moments), " if world else
+             f"{d['source']}: {d['segments']:,} live segments with {d['embeddings']}, ")
+    split = "the last day is the test day" if world else f"test part: {d.get('split', '?')}"
+    return (where + f"{d['authors']} authors, {d['users']} users, {d['impressions']:,} impressions; {split}. "
+            f"Flat K-Means codebook N = {d['codebook_size']} (paper: 20,000 for a platform of millions of authors). "
+            f"Run time {results['seconds']} s.")
+
+
 def write_report(out: Path, cfg: ForesightConfig, results: dict) -> Path:
-    t3, d = results["table3"], results["data"]
+    t3 = results["table3"]
+    title = f"scale {cfg.scale}, seed {cfg.seed}" + ("" if "highlight_share" in results["data"] else ", imported data")
     lines = [
-        f"# Foresight reproduction (scale {cfg.scale}, seed {cfg.seed})", "",
-        f"World: {d['segments']:,} segments of 30 s ({_pct(d['highlight_share'])} in highlight moments), "
-        f"{d['authors']} authors, {d['users']} users, {d['impressions']:,} impressions; the last day is the test day. "
-        f"Flat K-Means codebook N = {d['codebook_size']} (paper: 20,000 for a platform of millions of authors). "
-        f"Run time {results['seconds']} s.", "",
+        f"# Foresight reproduction ({title})", "",
+        _data_line(cfg, results), "",
         "## Table 1 analog: offline AUC / GAUC (test day)", "",
         f"Seeds {list(cfg.ranker_seeds)}; {_protocol(cfg)} Base row absolute (± sd over seeds), other rows the "
         "mean change against the base (± sd of the per-seed paired change).", "",
@@ -115,14 +141,9 @@ def write_report(out: Path, cfg: ForesightConfig, results: dict) -> Path:
         f"beats every rule on every seed: {'yes' if t3['margin_over_best_rule']['beats_every_rule_every_seed'] else 'no'}.", "",
         "## Figure 3 analog: Sid timeline of one room and interactions per Sid", "",
         "![figure 3](figures/figure3_sid_timeline.png)", "",
-        "Events per click on the test day by the moment kind of the segment on air:", "",
-        "| moment | impressions | like/click | follow/click | gift/click |", "|---|---|---|---|---|",
-        *[f"| {k} | {v['impressions']:,} | {v['like']:.3f} | {v['follow']:.3f} | {v['gift']:.3f} |"
-          for k, v in results["figure3"]["moment_rates_test"].items()], "",
+        *_moment_table(results),
         "## Figure 4 analog: author-to-author retrieval (precision@10, same home topic)", "",
-        "![figure 4](figures/figure4_retrieval.png)", "",
-        *[f"- {k}: {v:.3f}" for k, v in results["figure4"]["precision_at_10"].items()], "",
-        "The two-tower baseline is stood in for by the base ranker's author-ID embedding (collaborative); see docs/foresight.md.", "",
+        *_figure4(results),
         "## Timings (s)", "", *[f"- {k}: {v}" for k, v in results["timings_s"].items()], "",
     ]
     path = out / "report.md"

@@ -11,8 +11,11 @@ time t sees the state whose k counts the author's segments with ``end_ts <= t``.
 - ``AuthorSequences``: built once from the whole segment log, gives the RLE context of any
   batch of states as padded arrays (training, evaluation, ranker features).
 - ``SidStore``: the in-process event-time store for scoring: ``advance(t)`` appends the
-  segments that ended by t, ``contexts(authors)`` reads the last l entries. The tests check
-  it returns exactly what ``AuthorSequences`` returns for the same state.
+  segments that ended by t, ``contexts(authors)`` reads the last l entries.
+- ``TimeOrderedLog``: the baseline a scorer without a store has, recomputing the live
+  authors' contexts from the end-time-ordered segment log at every tick.
+
+The tests check all three return exactly the same context for the same state.
 
 Example:
     >>> seqs = AuthorSequences.build(author, end_ts, sids, n_authors)
@@ -23,12 +26,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 
 import numpy as np
 
 from fluidrec.errors import UsageError
-from fluidrec.foresight.rle import rle_encode
 
 _KEY = np.int64(1) << np.int64(42)  # author * _KEY + ts: one sort key (ts < 2^42 ms, year 2109)
 
@@ -146,14 +147,18 @@ class AuthorSequences:
 
 
 class SidStore:
-    """Event-time store of every author's last ``l`` RLE entries (and last ``l`` raw Sids).
+    """Event-time store of every author's last ``l`` RLE entries and last ``l`` raw Sids.
 
     Args:
-        end_ts, author, sids: (G,) the segment log (any order; sorted here by end time).
+        end_ts, author, sids: (G,) the segment log (any order; replayed in end-time order).
         l: context entries kept per author.
 
-    ``advance(t)`` ingests the segments that ended by ``t`` (in end-time order), O(new
-    segments); ``contexts(authors)`` returns padded ``Contexts`` without touching the log.
+    State is a few (A, l) arrays, right-aligned like ``Contexts`` (an author's latest entry
+    in the last column), so ``contexts(authors)`` is one gather with no per-author Python
+    loop. ``advance(t)`` ingests the segments that ended by ``t``: O(new segments x l),
+    never the log. ``count[a]`` (segments ingested for author a) changes exactly when a's
+    context does, including a segment that only lengthens the last run: ``LiveScorer``
+    reads it to forward only the authors whose context changed.
 
     Example:
         >>> store = SidStore(end_ts, author, sids, l=100)
@@ -162,80 +167,127 @@ class SidStore:
     """
 
     def __init__(self, end_ts: np.ndarray, author: np.ndarray, sids: np.ndarray, l: int) -> None:
-        order = np.lexsort((np.arange(len(end_ts)), np.asarray(end_ts, np.int64), np.asarray(author, np.int64)))
+        end_ts, author = np.asarray(end_ts, np.int64), np.asarray(author, np.int64)
+        order = np.lexsort((np.arange(len(end_ts)), end_ts, author))
         # Replay order: by end time, ties in the log view's (author, row) order.
-        order = order[np.argsort(np.asarray(end_ts, np.int64)[order], kind="stable")]
-        self._ts = np.asarray(end_ts, np.int64)[order]
-        self._author = np.asarray(author, np.int64)[order]
-        self._sids = np.asarray(sids, np.int64)[order]
+        order = order[np.argsort(end_ts[order], kind="stable")]
+        self._ts, self._author, self._sids = end_ts[order], author[order], np.asarray(sids, np.int64)[order]
         self.l = l
+        n_authors = int(author.max(initial=-1)) + 1
+        self._values = np.zeros((n_authors, l), np.int64)  # (A, l)
+        self._runs = np.zeros((n_authors, l), np.int64)  # (A, l)
+        self._raw = np.zeros((n_authors, l), np.int64)  # (A, l)
+        self._entries = np.zeros(n_authors, np.int64)  # RLE entries held (<= l)
+        self.count = np.zeros(n_authors, np.int64)  # raw segments ingested so far
         self._ptr = 0
         self.t = np.iinfo(np.int64).min
-        self._entries: dict[int, deque] = {}  # author -> deque of [sid, run]
-        self._raw: dict[int, deque] = {}
-        self._count: dict[int, int] = {}
 
-    def append(self, author: int, sid: int) -> None:
-        entries = self._entries.setdefault(author, deque(maxlen=self.l))
-        if entries and entries[-1][0] == sid:
-            entries[-1][1] += 1
-        else:
-            entries.append([sid, 1])
-        self._raw.setdefault(author, deque(maxlen=self.l)).append(sid)
-        self._count[author] = self._count.get(author, 0) + 1
+    @property
+    def n_authors(self) -> int:
+        return len(self.count)
+
+    def _append(self, authors: np.ndarray, sids: np.ndarray) -> None:
+        """Append one segment to each of ``authors`` (distinct)."""
+        same = (self._entries[authors] > 0) & (self._values[authors, -1] == sids)
+        self._runs[authors[same], -1] += 1  # a repeat lengthens the last run
+        new, s = authors[~same], sids[~same]
+        for table, last in ((self._values, s), (self._runs, 1)):
+            table[new, :-1] = table[new, 1:]  # (n, l - 1): shift out the oldest entry
+            table[new, -1] = last
+        self._entries[new] = np.minimum(self._entries[new] + 1, self.l)
+        self._raw[authors, :-1] = self._raw[authors, 1:]
+        self._raw[authors, -1] = sids
+        self.count[authors] += 1
 
     def advance(self, t: int) -> int:
         """Ingest every segment with ``end_ts <= t``; returns how many were new."""
         if t < self.t:
             raise UsageError(f"the store moves forward in event time only (at {self.t}, asked {t})")
         end = int(np.searchsorted(self._ts, t, side="right"))
-        for i in range(self._ptr, end):
-            self.append(int(self._author[i]), int(self._sids[i]))
+        a, s = self._author[self._ptr:end], self._sids[self._ptr:end]
+        if len(a) and len(np.unique(a)) == len(a):  # the usual tick: at most one new segment per author
+            self._append(a, s)
+        elif len(a):
+            # Round r appends every author's r-th new segment: authors are distinct in a round,
+            # and each author's segments keep their replay order across rounds.
+            by_author = np.argsort(a, kind="stable")
+            first = np.r_[True, a[by_author][1:] != a[by_author][:-1]]
+            rank = np.empty(len(a), np.int64)
+            rank[by_author] = np.arange(len(a)) - np.maximum.accumulate(np.where(first, np.arange(len(a)), 0))
+            by_round = np.argsort(rank, kind="stable")
+            bounds = np.r_[0, np.cumsum(np.bincount(rank))]
+            for r in range(len(bounds) - 1):
+                rows = by_round[bounds[r]:bounds[r + 1]]
+                self._append(a[rows], s[rows])
         n, self._ptr, self.t = end - self._ptr, end, t
         return n
 
     def contexts(self, authors: np.ndarray) -> Contexts:
-        l = self.l
-        b = len(authors)
-        values, runs = np.zeros((b, l), np.int64), np.zeros((b, l), np.int64)
-        raw = np.zeros((b, l), np.int64)
-        mask, raw_mask = np.zeros((b, l), bool), np.zeros((b, l), bool)
-        length = np.zeros(b, np.int64)
-        for i, a in enumerate(np.asarray(authors, np.int64).tolist()):
-            entries = self._entries.get(a)
-            if not entries:
-                continue
-            k = len(entries)
-            values[i, l - k:] = [e[0] for e in entries]
-            runs[i, l - k:] = [e[1] for e in entries]
-            mask[i, l - k:] = True
-            r = self._raw[a]
-            raw[i, l - len(r):] = r
-            raw_mask[i, l - len(r):] = True
-            length[i] = self._count[a]
-        return Contexts(values, runs, mask, raw, raw_mask, length)
+        """Padded contexts of ``authors`` now (one gather; an author with no segment yet is empty)."""
+        authors = _check_authors(authors, self.n_authors)
+        cols = np.arange(self.l)[None, :]  # (1, l)
+        mask = cols >= (self.l - self._entries[authors])[:, None]  # (B, l)
+        raw_mask = cols >= (self.l - np.minimum(self.count[authors], self.l))[:, None]  # (B, l)
+        return Contexts(self._values[authors], self._runs[authors], mask, self._raw[authors], raw_mask, self.count[authors].copy())
 
 
-def contexts_from_log(end_ts: np.ndarray, author: np.ndarray, sids: np.ndarray, authors: np.ndarray, t: int, l: int) -> Contexts:
-    """Recompute each author's context at ``t`` straight from the segment log (the slow reference).
+def _check_authors(authors: np.ndarray, n_authors: int) -> np.ndarray:
+    authors = np.asarray(authors, np.int64)
+    if len(authors) and (authors.min() < 0 or authors.max() >= n_authors):
+        raise UsageError(f"author ids must be in [0, {n_authors}), got {int(authors.min())}..{int(authors.max())}")
+    return authors
 
-    What a scorer without a store does: filter the log per author, sort, RLE, cut to l.
+
+@dataclasses.dataclass(frozen=True)
+class TimeOrderedLog:
+    """The segment log as an append-only stream holds it: in end-time order (the baseline).
+
+    ``contexts(authors, t, l)`` is what a scorer without a store does at every tick:
+    recompute each author's sequence from the log, vectorised over all asked authors in
+    one pass over the segments that ended by ``t`` (select their rows, group by author,
+    RLE, keep the last l). It returns exactly what ``SidStore`` and ``AuthorSequences``
+    return (tested); ``benchmarks/foresight.py`` times it against the store.
+
+    Example:
+        >>> log = TimeOrderedLog.build(end_ts, author, sids)
+        >>> ctx = log.contexts(live_authors, t, l=100)
     """
-    b = len(authors)
-    values, runs = np.zeros((b, l), np.int64), np.zeros((b, l), np.int64)
-    raw = np.zeros((b, l), np.int64)
-    mask, raw_mask = np.zeros((b, l), bool), np.zeros((b, l), bool)
-    length = np.zeros(b, np.int64)
-    for i, a in enumerate(np.asarray(authors, np.int64).tolist()):
-        rows = np.flatnonzero((author == a) & (end_ts <= t))
-        rows = rows[np.argsort(end_ts[rows], kind="stable")]
-        seq = sids[rows]
-        v, r = rle_encode(seq)
-        k = min(len(v), l)
-        if k:
-            values[i, l - k:], runs[i, l - k:], mask[i, l - k:] = v[-k:], r[-k:], True
-        kr = min(len(seq), l)
-        if kr:
-            raw[i, l - kr:], raw_mask[i, l - kr:] = seq[-kr:], True
-        length[i] = len(seq)
-    return Contexts(values, runs, mask, raw, raw_mask, length)
+
+    end_ts: np.ndarray
+    author: np.ndarray
+    sids: np.ndarray
+    n_authors: int
+
+    @classmethod
+    def build(cls, end_ts: np.ndarray, author: np.ndarray, sids: np.ndarray) -> TimeOrderedLog:
+        """From per-segment arrays in any order (sorted once here by end time, ties by row)."""
+        end_ts, author = np.asarray(end_ts, np.int64), np.asarray(author, np.int64)
+        order = np.argsort(end_ts, kind="stable")
+        return cls(end_ts[order], author[order], np.asarray(sids, np.int64)[order], int(author.max(initial=-1)) + 1)
+
+    def contexts(self, authors: np.ndarray, t: int, l: int) -> Contexts:
+        """Padded contexts of ``authors`` at ``t`` (repeats allowed), recomputed from the log."""
+        uniq, inv = np.unique(_check_authors(authors, self.n_authors), return_inverse=True)
+        u = len(uniq)
+        n = int(np.searchsorted(self.end_ts, t, side="right"))  # the log as it stood at t
+        slot = np.full(self.n_authors, -1, np.int64)
+        slot[uniq] = np.arange(u)
+        rows = np.flatnonzero(slot[self.author[:n]] >= 0)
+        b = slot[self.author[rows]]
+        by = np.argsort(b, kind="stable")  # grouped by author, each in end-time order
+        b, s = b[by], self.sids[rows[by]]
+        values, runs, raw = (np.zeros((u, l), np.int64) for _ in range(3))
+        mask, raw_mask = np.zeros((u, l), bool), np.zeros((u, l), bool)
+        raw_end = np.searchsorted(b, np.arange(u), side="right")
+        back = raw_end[b] - 1 - np.arange(len(b))  # 0 = the author's latest segment
+        k = back < l
+        raw[b[k], l - 1 - back[k]], raw_mask[b[k], l - 1 - back[k]] = s[k], True
+        first = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (b[1:] != b[:-1])]) if len(s) else np.zeros(0, np.int64)
+        eb = b[first]
+        back = np.searchsorted(eb, np.arange(u), side="right")[eb] - 1 - np.arange(len(eb))
+        k = back < l
+        values[eb[k], l - 1 - back[k]] = s[first][k]
+        runs[eb[k], l - 1 - back[k]] = np.diff(np.r_[first, len(s)])[k]
+        mask[eb[k], l - 1 - back[k]] = True
+        length = np.bincount(b, minlength=u).astype(np.int64)
+        return Contexts(values[inv], runs[inv], mask[inv], raw[inv], raw_mask[inv], length[inv])
