@@ -1,12 +1,13 @@
 """Compression transformer vs full self-attention: peak activation memory and FLOPs per sample vs S.
 
-The figures we claim (issue 17): at S = 2048 the compression model (GACT: temporal folding
-into T tokens + G global queries) needs >= 10x less peak activation memory than full
-self-attention over the uncompressed history (torch SDPA), and its cost grows at most
-linearly in S (fitted exponent <= 1.1 over S in 512..8192).
+The figures we claim (issue 17): at S = 2048 the compression model (GACT: the R latest
+events kept as they are, the older ones folded into T tokens, + G global queries) needs
+>= 10x less peak activation memory than full self-attention over the uncompressed history
+(torch SDPA), and its cost grows at most linearly in S (fitted exponent <= 1.1 over S in
+512..8192).
 
 Both models are the long-sequence run's (``sequence_config("small").model``: semantic
-histories at depth 4, D = 32, one attention layer, T = 8, G = 4) with fresh weights (the
+histories at depth 4, D = 32, one attention layer, R = 64, T = 8, G = 4) with fresh weights (the
 cost does not depend on them), on batches of full histories. Measured per training step
 (forward + backward), per sample (``fluidrec.sequence.cost``): peak memory from the torch
 CPU allocator's events (``torch.profiler``, ``profile_memory=True``), FLOPs from
@@ -51,7 +52,7 @@ def main() -> None:
             for arm in table}
     ref = 2048 if 2048 in lengths else lengths[-1]
     out = {
-        "model": base.name, "tokens": base.tokens, "globals": base.globals_, "batch": args.batch, "lengths": list(lengths),
+        "model": base.name, "tokens": base.tokens, "recent": base.recent, "globals": base.globals_, "batch": args.batch, "lengths": list(lengths),
         "per_sample": {arm: {str(s): v for s, v in d.items()} for arm, d in table.items()},
         f"peak_mem_ratio_{ref}": table["full"][ref]["peak_bytes_per_sample"] / table["compress"][ref]["peak_bytes_per_sample"],
         f"flops_ratio_{ref}": table["full"][ref]["flops_per_sample"] / table["compress"][ref]["flops_per_sample"],

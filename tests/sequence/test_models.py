@@ -8,12 +8,15 @@ import torch
 
 from fluidrec.sequence import build_event_log, history_batch
 from fluidrec.sequence.compress import (
+    fold_prefixes_reference,
+    fold_slots,
     fold_time_spans,
     fold_time_spans_reference,
     fold_windows,
     fold_windows_reference,
+    prefix_slots,
 )
-from fluidrec.sequence.config import ARMS, ModelConfig
+from fluidrec.sequence.config import ARMS, SequenceModelConfig
 from fluidrec.sequence.embed import HistoryEmbedding, reference_folded_events
 from fluidrec.sequence.layers import attention_reference, masked_attention
 from fluidrec.sequence.models import build_model
@@ -73,6 +76,36 @@ def test_fold_time_spans_matches_the_loop(span, tokens):
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("level", [1, 2])
+def test_fold_by_code_prefix_matches_the_loop(batch, level):
+    _, b = batch
+    x = torch.randn(*b.hist_mask.shape, 4)
+    got, got_mask = fold_slots(x, b.hist_mask, prefix_slots(b.hist_codes, level, 3), 3 ** level + 1)
+    want, want_mask = fold_prefixes_reference(x, b.hist_mask, b.hist_codes, level, 3)
+    assert torch.equal(got_mask, want_mask) and want_mask[:, -1].any()  # item 5 has no code: the unknown slot is used
+    torch.testing.assert_close(got, want)
+
+
+TIME = ("time", dict(span_ms=5 * 3_600_000, tokens=4))
+
+
+@pytest.mark.parametrize("history,mode,kw", [("id", *TIME), ("semantic", *TIME), ("semantic", "prefix", dict(prefix_level=1)),
+                                             ("semantic", "prefix", dict(prefix_level=2))])
+@pytest.mark.parametrize("recent", [0, 3])
+def test_fused_slot_fold_equals_folding_the_event_tokens(batch, history, mode, kw, recent):
+    """Time spans and code prefixes: the sorted embedding_bag path equals fold_slots over the per-event tokens."""
+    _, b = batch
+    torch.manual_seed(0)
+    emb = HistoryEmbedding.ids(40, 8) if history == "id" else HistoryEmbedding.semantic(3, 3, 8)
+    with torch.no_grad():
+        emb.scale.normal_()
+        emb.watch_scale.normal_()
+    got, got_mask = emb.events(b, 2, mode=mode, recent=recent, **kw)
+    want, want_mask = reference_folded_events(emb, b, 2, recent, mode=mode, **kw)
+    assert torch.equal(got_mask, want_mask)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_masked_attention_matches_the_loop():
     torch.manual_seed(1)
     q, k, v = (torch.randn(5, 2, 11, 4) for _ in range(3))
@@ -83,59 +116,91 @@ def test_masked_attention_matches_the_loop():
 
 
 @pytest.mark.parametrize("history", ["id", "semantic"])
-@pytest.mark.parametrize("f", [2, 3, 10])
-def test_fused_window_fold_equals_folding_the_event_tokens(batch, history, f):
+@pytest.mark.parametrize("f,recent", [(2, 0), (3, 0), (10, 0), (2, 3), (4, 7), (3, 10)])
+def test_fused_window_fold_equals_folding_the_event_tokens(batch, history, f, recent):
     _, b = batch
     torch.manual_seed(0)
     emb = HistoryEmbedding.ids(40, 8) if history == "id" else HistoryEmbedding.semantic(3, 3, 8)
     with torch.no_grad():  # a trained-looking item-watch gain (it starts at zero)
         emb.scale.normal_()
         emb.watch_scale.normal_()
-    got, got_mask = emb.events(b, f)
-    want, want_mask = reference_folded_events(emb, b, f)
+    got, got_mask = emb.events(b, f, recent=recent)
+    want, want_mask = reference_folded_events(emb, b, f, recent)
+    assert got.shape[1] == -(-(10 - recent) // f) + recent  # T folded tokens of the older events, then R events
     assert torch.equal(got_mask, want_mask)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    if recent:  # the kept events are the per-event tokens themselves
+        torch.testing.assert_close(got[:, -recent:], emb.event_tokens(b)[:, -recent:])
 
 
-def test_compression_with_f1_and_no_globals_is_full_attention(batch):
-    _, b = batch
+def _full_and_compression(**compress):
     torch.manual_seed(0)
-    full = build_model(ModelConfig(history="semantic", depth=2, arm="full", dim=8, layers=2), n_items=40, codebook_size=3)
-    comp = build_model(ModelConfig(history="semantic", depth=2, arm="compress", dim=8, layers=2, fold=1, globals_=0), n_items=40, codebook_size=3)
+    full = build_model(SequenceModelConfig(history="semantic", depth=2, arm="full", dim=8, layers=2), n_items=40, codebook_size=3)
+    comp = build_model(SequenceModelConfig(history="semantic", depth=2, arm="compress", dim=8, layers=2, **compress), n_items=40, codebook_size=3)
+    return full, comp
+
+
+@pytest.mark.parametrize("compress", [dict(fold=1, globals_=0, recent=0), dict(tokens=2, globals_=0, recent=10), dict(fold=3, globals_=0, recent=64)])
+def test_compression_without_globals_and_nothing_folded_is_full_attention(batch, compress):
+    """f = 1 or R >= S (every event kept), G = 0: the compression encoder is full self-attention, weight for weight."""
+    _, b = batch
+    full, comp = _full_and_compression(**compress)
     missing, unexpected = comp.load_state_dict(full.state_dict(), strict=False)
     assert missing == ["encoder.queries"] and unexpected == []  # the (1, 0, D) empty set of global queries
     torch.testing.assert_close(comp(b), full(b))
-    # and with globals and a fold, it is a different function of the same history
-    comp4 = build_model(ModelConfig(history="semantic", depth=2, arm="compress", dim=8, layers=2, fold=4, globals_=2), n_items=40, codebook_size=3)
-    comp4.load_state_dict({**full.state_dict(), "encoder.queries": torch.randn(1, 2, 8)})
-    assert not torch.allclose(comp4(b), full(b))
 
 
-@pytest.mark.parametrize("arm", ARMS)
+@pytest.mark.parametrize("compress", [dict(fold=4, globals_=2, recent=0), dict(fold=4, globals_=0, recent=3), dict(fold=1, globals_=2, recent=10)])
+def test_a_fold_or_globals_make_compression_another_function(batch, compress):
+    _, b = batch
+    full, comp = _full_and_compression(**compress)
+    comp.load_state_dict({**full.state_dict(), "encoder.queries": torch.randn(1, compress["globals_"], 8)})
+    assert not torch.allclose(comp(b), full(b))
+
+
+@pytest.mark.parametrize("arm,recent", [(a, 4) for a in ARMS] + [("compress", 0), ("compress", 10)])
 @pytest.mark.parametrize("history", ["id", "semantic"])
-def test_short_and_empty_histories_stay_finite(batch, arm, history):
+def test_short_and_empty_histories_stay_finite(batch, arm, recent, history):
     log, b = batch
     lengths = b.hist_mask.sum(1)
     assert lengths.min() == 0 and (lengths < 10).any()  # the fixture holds empty and short histories
     torch.manual_seed(0)
-    model = build_model(ModelConfig(history=history, depth=3, arm=arm, dim=8, tokens=3, globals_=2), n_items=log.n_items, codebook_size=3)
+    model = build_model(SequenceModelConfig(history=history, depth=3, arm=arm, dim=8, tokens=3, globals_=2, recent=recent),
+                        n_items=log.n_items, codebook_size=3)
     loss, logits = model.step(b)
     loss.backward()
     assert torch.isfinite(logits).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+@pytest.mark.parametrize("mode", ["time", "prefix"])
+def test_slot_folds_handle_empty_histories_and_ignore_padding(batch, mode):
+    log, b = batch
+    torch.manual_seed(0)
+    model = build_model(SequenceModelConfig(history="semantic", depth=2, arm="compress", dim=8, tokens=3, globals_=2, recent=3,
+                                            fold_mode=mode, span_s=7200), n_items=log.n_items, codebook_size=3)
+    loss, logits = model.step(b)
+    loss.backward()
+    assert torch.isfinite(logits).all() and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    noisy = b.to("cpu")
+    pad = ~b.hist_mask
+    noisy.hist_codes = torch.where(pad.unsqueeze(-1), torch.randint(0, 3, b.hist_codes.shape), b.hist_codes)
+    noisy.hist_watch = torch.where(pad, torch.rand(b.hist_watch.shape), b.hist_watch)
+    with torch.no_grad():
+        torch.testing.assert_close(model(noisy), model(b))
+
+
 def test_padding_does_not_change_a_prediction(batch):
     """A history's padded slots (whatever they hold) never reach the output."""
     _, b = batch
     torch.manual_seed(0)
-    for arm in ARMS:
-        model = build_model(ModelConfig(history="id", arm=arm, dim=8, tokens=3, globals_=2), n_items=40, codebook_size=3)
+    for arm, recent in [(a, 4) for a in ARMS] + [("compress", 0)]:
+        model = build_model(SequenceModelConfig(history="id", arm=arm, dim=8, tokens=3, globals_=2, recent=recent), n_items=40, codebook_size=3)
         noisy = b.to("cpu")
         pad = ~b.hist_mask
         noisy.hist_item = torch.where(pad, torch.randint(0, 40, b.hist_item.shape), b.hist_item)
         noisy.hist_watch = torch.where(pad, torch.rand(b.hist_watch.shape), b.hist_watch)
-        torch.testing.assert_close(model(noisy), model(b), msg=arm)
+        torch.testing.assert_close(model(noisy), model(b), msg=f"{arm} R={recent}")
 
 
 def test_semantic_tokens_share_prefixes_and_unknowns_share_a_row():
@@ -155,7 +220,7 @@ def test_a_prediction_never_sees_events_at_or_after_its_target():
 
     log = fake_log()
     torch.manual_seed(0)
-    model = build_model(ModelConfig(history="semantic", depth=4, arm="full", dim=8), n_items=log.n_items, codebook_size=3)
+    model = build_model(SequenceModelConfig(history="semantic", depth=4, arm="full", dim=8), n_items=log.n_items, codebook_size=3)
     users = np.bincount(log.user)
     u = int(users.argmax())
     rows = np.flatnonzero(log.user == u)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fluidrec.cli import main
-from fluidrec.sequence.config import ModelConfig, TrainConfig, sequence_config
+from fluidrec.sequence.config import SequenceModelConfig, SequenceTrainConfig, sequence_config
 from fluidrec.sequence.cost import fit_exponent, measure_step, synthetic_batch
 from fluidrec.sequence.models import build_model
 
@@ -21,8 +21,8 @@ def feed_world(tmp_path_factory):
     return generate_world(WorldConfig.for_scale("tiny", seed=0, video_feed=True), tmp_path_factory.mktemp("feed") / "world", progress=False)
 
 
-TRAIN = ["--true-codes", "--seq-len", "16", "--max-train", "600", "--max-test", "400", "--batch-size", "128", "--dim", "8",
-         "--no-progress", "--json"]
+TRAIN = ["--true-codes", "--seq-len", "16", "--recent", "4", "--tokens", "3", "--max-train", "600", "--max-test", "400",
+         "--batch-size", "128", "--dim", "8", "--no-progress", "--json"]
 
 
 def test_train_then_eval_gives_the_same_numbers(feed_world, tmp_path, capsys):
@@ -30,7 +30,8 @@ def test_train_then_eval_gives_the_same_numbers(feed_world, tmp_path, capsys):
     assert main(["sequence", "train", "--dataset", str(feed_world), "--out", str(out), "--history", "semantic", "--depth", "2", *TRAIN]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert {p.name for p in out.iterdir()} >= {"model.pt", "model.pt.sha256", "config.json", "metrics.json"}
-    assert json.loads((out / "config.json").read_text())["model"]["depth"] == 2
+    model_cfg = json.loads((out / "config.json").read_text())["model"]
+    assert (model_cfg["depth"], model_cfg["recent"], model_cfg["tokens"]) == (2, 4, 3)  # a compression model that folds 12 of 16
     assert main(["sequence", "eval", "--run", str(out), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["auc"] == trained["auc"] and evaluated["n_cold"] == trained["n_cold"] > 0
@@ -64,6 +65,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     assert summary["table1_auc"]["id"]["mean"] == round(results["table1"]["id"]["mean"]["auc"], 4)
     report = (out / "report.md").read_text()
     assert report.startswith("# Long-sequence reproduction") and "## Targets (issue 17)" in report
+    assert "fixed budget: best compression AUC" in report and "keeps the R = 16 most recent events" in report
     assert (out / "figures" / "cost_vs_length.png").stat().st_size > 0 and (out / "figures" / "auc_vs_length.png").stat().st_size > 0
     assert json.loads((out / "config.json").read_text())["train"]["seq_len"] == cfg.train.seq_len
     assert main(["reproduce", "--paper", "long-sequence", "--scale", "tiny", "--out", str(out), "--json"]) == 2  # no silent overwrite
@@ -74,7 +76,7 @@ def test_cost_measures_grow_with_length_for_full_attention_only():
     cfg = dict(history="semantic", depth=2, dim=8, tokens=4, globals_=2)
     got = {}
     for arm in ("full", "compress"):
-        model = build_model(ModelConfig(arm=arm, **cfg), n_items=50, codebook_size=4)
+        model = build_model(SequenceModelConfig(arm=arm, **cfg), n_items=50, codebook_size=4)
         got[arm] = [measure_step(model, synthetic_batch(2, s, levels=4, n_items=50, codebook_size=4)) for s in (64, 256)]
     full, comp = got["full"], got["compress"]
     assert full[1]["flops_per_sample"] / full[0]["flops_per_sample"] > 8  # 4x S: attention is quadratic
@@ -86,12 +88,22 @@ def test_cost_measures_grow_with_length_for_full_attention_only():
 
 def test_config_validation():
     with pytest.raises(Exception, match="model.arm"):
-        ModelConfig(arm="rnn")
+        SequenceModelConfig(arm="rnn")
     with pytest.raises(Exception, match="divisible"):
-        ModelConfig(dim=10, heads=4)
+        SequenceModelConfig(dim=10, heads=4)
     with pytest.raises(Exception, match="train.lr"):
-        TrainConfig(lr=0)
+        SequenceTrainConfig(lr=0)
     with pytest.raises(Exception, match="scale"):
         sequence_config("huge")
-    assert ModelConfig(arm="compress", tokens=8).fold_for(100) == 13 and ModelConfig(arm="full").fold_for(100) == 1
-    assert np.isclose(ModelConfig(arm="compress", fold=4).fold_for(100), 4)
+    with pytest.raises(Exception, match="fold_mode 'prefix' needs semantic"):
+        SequenceModelConfig(history="id", fold_mode="prefix")
+    with pytest.raises(Exception, match="fold_level 3, depth 2"):
+        SequenceModelConfig(depth=2, fold_mode="prefix", fold_level=3)
+    with pytest.raises(Exception, match="model.recent"):
+        SequenceModelConfig(recent=-1)
+    assert SequenceModelConfig(arm="compress", tokens=8, recent=0).fold_for(100) == 13 and SequenceModelConfig(arm="full").fold_for(100) == 1
+    assert np.isclose(SequenceModelConfig(arm="compress", fold=4).fold_for(100), 4)
+    hybrid = SequenceModelConfig(arm="compress", tokens=8, recent=20)
+    assert (hybrid.recent_for(100), hybrid.folded_len(100), hybrid.fold_for(100)) == (20, 80, 10)  # 80 older events in 8 tokens
+    assert (hybrid.recent_for(12), hybrid.folded_len(12)) == (12, 0)  # a short history is kept whole
+    assert SequenceModelConfig(arm="din", recent=20).recent_for(100) == 0

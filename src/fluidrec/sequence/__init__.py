@@ -10,7 +10,7 @@ Example:
     >>> from fluidrec.sequence import load_event_log, history_batch, split_indices
     >>> log = load_event_log(Path("data/world"), None, true_codes=True)
     >>> batch = history_batch(log, split_indices(log, "train")[:64], seq_len=256)
-    >>> model = build_model(ModelConfig(arm="compress"), n_items=log.n_items, codebook_size=log.codebook_size)
+    >>> model = build_model(SequenceModelConfig(arm="compress"), n_items=log.n_items, codebook_size=log.codebook_size)
 """
 
 from fluidrec.utils.lazy import lazy_exports
@@ -30,8 +30,8 @@ _EXPORTS = {
     "load_event_log": "data",
     "split_indices": "events",
     # models helper's exports
-    "ModelConfig": "config",
-    "TrainConfig": "config",
+    "SequenceModelConfig": "config",
+    "SequenceTrainConfig": "config",
     "SequenceRunConfig": "config",
     "sequence_config": "config",
     "HistoryEmbedding": "embed",

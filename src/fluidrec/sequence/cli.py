@@ -31,14 +31,15 @@ def _load(args_or_cfg: dict):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fluidrec.sequence.config import ModelConfig, TrainConfig
+    from fluidrec.sequence.config import SequenceModelConfig, SequenceTrainConfig
     from fluidrec.sequence.train import evaluate, sample_targets, save_model, train_model
     from fluidrec.utils.io import write_json
 
-    model_cfg = ModelConfig(history=args.history, depth=args.depth, arm=args.arm, dim=args.dim, layers=args.layers, heads=args.heads,
-                            tokens=args.tokens, fold=args.fold, globals_=args.globals_)
-    train_cfg = TrainConfig(seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train,
-                            max_test=args.max_test, min_history=args.min_history, seed=args.seed)
+    model_cfg = SequenceModelConfig(history=args.history, depth=args.depth, arm=args.arm, dim=args.dim, layers=args.layers,
+                                    heads=args.heads, tokens=args.tokens, fold=args.fold, globals_=args.globals_, recent=args.recent,
+                                    fold_mode=args.fold_mode, fold_level=args.fold_level)
+    train_cfg = SequenceTrainConfig(seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                    max_train=args.max_train, max_test=args.max_test, min_history=args.min_history, seed=args.seed)
     data = {"dataset": args.dataset, "codes": args.codes, "true_codes": args.true_codes, "test_days": args.test_days, "label": args.label}
     log = _load(data)
     train_idx, test_idx = sample_targets(log, train_cfg)
@@ -56,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from fluidrec.errors import UsageError
-    from fluidrec.sequence.config import TrainConfig
+    from fluidrec.sequence.config import SequenceTrainConfig
     from fluidrec.sequence.train import check_log_matches, evaluate, load_model, sample_targets
     from fluidrec.utils.io import read_json
 
@@ -70,7 +71,7 @@ def _eval(args: argparse.Namespace) -> int:
     model, ckpt = load_model(run / MODEL_FILE)
     log = _load(data)
     check_log_matches(ckpt, log, run / MODEL_FILE)
-    train_cfg = TrainConfig(**cfg["train"])
+    train_cfg = SequenceTrainConfig(**cfg["train"])
     _, test_idx = sample_targets(log, train_cfg)
     seq_len = args.seq_len or train_cfg.seq_len
     metrics = evaluate(model, log, test_idx, seq_len)
@@ -110,8 +111,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--depth", type=bounded_int(1, 16), default=2, help="semantic prefix depth d (default 2)")
     t.add_argument("--arm", default="compress", choices=("mean", "din", "full", "compress"), help="history encoder (default compress)")
     t.add_argument("--seq-len", type=bounded_int(1, 1 << 20), default=64, help="history length S (default 64)")
-    t.add_argument("--tokens", type=bounded_int(1, 1 << 16), default=8, help="compression: folded tokens T (f = ceil(S / T); default 8)")
+    t.add_argument("--tokens", type=bounded_int(1, 1 << 16), default=8, help="compression: folded tokens T (f = ceil((S - R) / T); default 8)")
+    t.add_argument("--recent", type=bounded_int(0, 1 << 20), default=64,
+                   help="compression: the R most recent events kept unfolded, the older S - R folded (default 64; 0 folds all)")
     t.add_argument("--fold", type=bounded_int(0, 1 << 20), default=0, help="compression: a fixed fold f instead of --tokens")
+    t.add_argument("--fold-mode", default="window", choices=("window", "time", "prefix"),
+                   help="compression: fold the older events by windows of consecutive events (default), by time spans, or by code prefix")
+    t.add_argument("--fold-level", type=bounded_int(1, 16), default=1, help="compression, --fold-mode prefix: prefix levels (N^level + 1 tokens)")
     t.add_argument("--globals", dest="globals_", type=bounded_int(0, 1024), default=4, help="compression: global queries G (default 4)")
     t.add_argument("--dim", type=bounded_int(2, 4096), default=32)
     t.add_argument("--layers", type=bounded_int(1, 64), default=1)

@@ -1,28 +1,33 @@
-"""The Global-Aware Compression Transformer (GACT): non-parametric temporal folding + global queries.
+"""The Global-Aware Compression Transformer (GACT): recent events + non-parametric temporal folding + global queries.
 
-Shape letters: B batch, S history events, f events per folded token, T = ceil(S / f) folded
-tokens, G global queries, D width.
+Shape letters: B batch, S history events, R recent events kept unfolded, f events per folded
+token, T = ceil((S - R) / f) folded tokens, N = T + R history tokens, G global queries, D width.
 
-1. **Temporal folding** (no parameters): the right-aligned history is cut into windows of f
-   consecutive events, aligned on the most recent event (S is left-padded to T * f), and each
-   window becomes the masked mean of its event tokens (:func:`fold_windows`); a window with
-   no event is a masked token. Alternatively fixed time spans (:func:`fold_time_spans`).
-   With ``ModelConfig.tokens`` the run fixes T and lets f = ceil(S / T) grow with S, so the
-   attention below costs the same at every S and the whole model is linear in S (the fold).
-2. **Unified global query integration**: G learned tokens are prepended to the T folded
-   tokens and take part in every attention layer as queries and keys (globals read every
-   folded token, folded tokens read the globals and each other). One layer attends over
-   G + T tokens: O(T (T + G) + G (T + G)), i.e. O(S/f x (S/f + G)) for G <= T.
-3. The readout is the same target attention as the full-attention baseline, over the
-   globals and folded tokens.
+1. **Recent events stay events**: the R most recent events of the history are per-event
+   tokens, exactly as full attention sees them (``SequenceModelConfig.recent``). Only the older
+   S - R events are folded. Why: a fold is a mean, and a mean blurs which single event
+   matched the target; the latest events carry the user's current (drifting) interest,
+   so they are where that loss costs most. R is fixed, so the cost stays flat in S.
+2. **Temporal folding** (no parameters): the older part is cut into windows of f consecutive
+   events, aligned on its most recent event (left-padded to T * f), and each window becomes
+   the masked mean of its event tokens (:func:`fold_windows`); a window with no event is a
+   masked token. Alternatively fixed time spans (:func:`fold_time_spans`). With
+   ``SequenceModelConfig.tokens`` the run fixes T and lets f = ceil((S - R) / T) grow with S,
+   so the attention below costs the same at every S and the whole model is linear in S (the fold).
+3. **Unified global query integration**: G learned tokens are prepended to the T folded and
+   R recent tokens and take part in every attention layer as queries and keys (globals read
+   every token, the tokens read the globals and each other). One layer attends over
+   G + T + R tokens: O((G + T + R)^2), independent of S.
+4. The readout is the same target attention as the full-attention baseline, over the
+   globals, folded and recent tokens.
 
-With f = 1 and G = 0 the compression encoder is exactly the full self-attention encoder
-(same layers over the same per-event tokens); a test checks that.
+With G = 0 and nothing folded (f = 1, or R >= S) the compression encoder is exactly the full
+self-attention encoder (same layers over the same per-event tokens); a test checks that.
 
 Example:
     >>> enc = CompressionEncoder(dim=32, layers=1, heads=2, globals_=4)
-    >>> tokens, mask = embedding.events(batch, fold=16)   # (B, T, D), (B, T)
-    >>> user = enc(tokens, mask, target)                  # (B, D)
+    >>> tokens, mask = embedding.events(batch, fold=16, recent=32)   # (B, T+R, D), (B, T+R)
+    >>> user = enc(tokens, mask, target)                              # (B, D)
 """
 
 from __future__ import annotations
@@ -91,6 +96,18 @@ def time_span_slots(mask: torch.Tensor, ts: torch.Tensor, span_ms: int, tokens: 
     return tokens - 1 - back
 
 
+def fold_slots(x: torch.Tensor, mask: torch.Tensor, slot: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean of the events sharing a slot: x (B, S, D), mask (B, S), slot (B, S) in [0, tokens).
+
+    Returns (B, T, D) folded tokens (0 where a slot holds no event) and their (B, T) mask.
+    """
+    b, s, d = x.shape
+    w = mask.to(x.dtype)  # (B, S)
+    sums = torch.zeros(b, tokens, d, dtype=x.dtype, device=x.device).scatter_add(1, slot.unsqueeze(-1).expand(b, s, d), x * w.unsqueeze(-1))
+    count = torch.zeros(b, tokens, dtype=x.dtype, device=x.device).scatter_add(1, slot, w)  # (B, T)
+    return sums / count.clamp(min=1).unsqueeze(-1), count > 0
+
+
 def fold_time_spans(x: torch.Tensor, mask: torch.Tensor, ts: torch.Tensor, span_ms: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked mean of the events falling in each of ``tokens`` fixed time spans.
 
@@ -101,12 +118,39 @@ def fold_time_spans(x: torch.Tensor, mask: torch.Tensor, ts: torch.Tensor, span_
     Returns:
         (B, T, D) folded tokens and their (B, T) mask.
     """
+    return fold_slots(x, mask, time_span_slots(mask, ts, span_ms, tokens), tokens)
+
+
+def prefix_slots(codes: torch.Tensor, level: int, codebook_size: int) -> torch.Tensor:
+    """(B, S) slot of each event: its code prefix c1..c_level as one int in [0, N^level); N^level if unknown.
+
+    Args:
+        codes: (B, S, L) code paths, -1 where unknown or padded.
+    """
+    pre = codes[..., :level]  # (B, S, level)
+    place = codebook_size ** torch.arange(level - 1, -1, -1, device=codes.device)  # (level,) most significant first
+    known = (pre >= 0).all(-1)  # (B, S)
+    return torch.where(known, (pre.clamp(min=0) * place).sum(-1), torch.full_like(known, codebook_size ** level, dtype=torch.long))
+
+
+def fold_prefixes_reference(x: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor, level: int,
+                            codebook_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain loop of ``fold_slots(x, mask, prefix_slots(...))``: group each history's events by their code prefix."""
     b, s, d = x.shape
-    slot = time_span_slots(mask, ts, span_ms, tokens)  # (B, S)
-    w = mask.to(x.dtype)  # (B, S)
-    sums = torch.zeros(b, tokens, d, dtype=x.dtype, device=x.device).scatter_add(1, slot.unsqueeze(-1).expand(b, s, d), x * w.unsqueeze(-1))
-    count = torch.zeros(b, tokens, dtype=x.dtype, device=x.device).scatter_add(1, slot, w)  # (B, T)
-    return sums / count.clamp(min=1).unsqueeze(-1), count > 0
+    tokens = codebook_size ** level + 1
+    out = torch.zeros(b, tokens, d, dtype=x.dtype)
+    out_mask = torch.zeros(b, tokens, dtype=torch.bool)
+    for r in range(b):
+        groups: dict[int, list[int]] = {}
+        for p in range(s):
+            if mask[r, p]:
+                path = [int(c) for c in codes[r, p, :level]]
+                key = tokens - 1 if min(path) < 0 else sum(c * codebook_size ** (level - 1 - i) for i, c in enumerate(path))
+                groups.setdefault(key, []).append(p)
+        for slot, rows in groups.items():
+            out[r, slot] = torch.stack([x[r, p] for p in rows]).mean(0)
+            out_mask[r, slot] = True
+    return out, out_mask
 
 
 def fold_time_spans_reference(x: torch.Tensor, mask: torch.Tensor, ts: torch.Tensor, span_ms: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +174,7 @@ def fold_time_spans_reference(x: torch.Tensor, mask: torch.Tensor, ts: torch.Ten
 
 
 class CompressionEncoder(nn.Module):
-    """G global queries + L attention layers over the folded tokens, then the target readout.
+    """G global queries + L attention layers over the folded and recent tokens, then the target readout.
 
     Args:
         dim: D.
@@ -148,10 +192,10 @@ class CompressionEncoder(nn.Module):
         self.readout = TargetReadout(dim)
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, G+T, D) encoded globals and folded tokens, and their (B, G+T) mask."""
+        """(B, G+N, D) encoded globals and history tokens (N = T + R), and their (B, G+N) mask."""
         b = tokens.shape[0]
-        z = torch.cat([self.queries.expand(b, -1, -1), tokens], dim=1)  # (B, G+T, D)
-        m = torch.cat([torch.ones(b, self.globals_, dtype=torch.bool, device=mask.device), mask], dim=1)  # (B, G+T)
+        z = torch.cat([self.queries.expand(b, -1, -1), tokens], dim=1)  # (B, G+N, D)
+        m = torch.cat([torch.ones(b, self.globals_, dtype=torch.bool, device=mask.device), mask], dim=1)  # (B, G+N)
         for block in self.blocks:
             z = block(z, m)
         return z, m

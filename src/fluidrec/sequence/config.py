@@ -3,15 +3,18 @@
 Every dataclass validates itself at construction (``ConfigError`` naming the field);
 ``sequence_config(scale, seed)`` is the builder the CLI and ``reproduce_long_sequence`` use.
 
-- :class:`ModelConfig`: how a history is embedded (``history``: item IDs or semantic prefixes
+- :class:`SequenceModelConfig`: how a history is embedded (``history``: item IDs or semantic prefixes
   at ``depth``) and pooled (``arm``: mean, DIN, full attention, compression).
-- :class:`TrainConfig`: the explicit training loop (history length S, epochs, batch, lr).
+  (Named for this package: ``fluidrec.encoder`` has its own ``ModelConfig`` and ``TrainConfig``.)
+- :class:`SequenceTrainConfig`: the explicit training loop (history length S, epochs, batch, lr).
 - :class:`SequenceRunConfig`: one ``reproduce --paper long-sequence`` run (world, arms, curves).
 
 Example:
-    >>> cfg = ModelConfig(history="semantic", depth=2, arm="compress", tokens=8, globals_=4)
+    >>> cfg = SequenceModelConfig(history="semantic", depth=2, arm="compress", tokens=8, globals_=4, recent=0)
     >>> cfg.fold_for(512)           # f: 512 events fold into 8 tokens of 64 events
     64
+    >>> dataclasses.replace(cfg, recent=64).fold_for(512)   # the 64 latest stay events; 448 fold into 8
+    56
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from fluidrec.errors import ConfigError, check
 HISTORIES = ("id", "semantic")
 ARMS = ("mean", "din", "full", "compress")
 ARM_NAMES = {"mean": "mean pooling", "din": "DIN target attention", "full": "full self-attention", "compress": "compression (GACT)"}
-FOLD_MODES = ("window", "time")
+FOLD_MODES = ("window", "time", "prefix")
 SCALES = ("tiny", "small", "medium", "large")
 
 
@@ -35,7 +38,7 @@ def _positive(obj: Any, prefix: str, *names: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class SequenceModelConfig:
     """One sequence ranker: history representation x pooling arm.
 
     Args:
@@ -45,12 +48,17 @@ class ModelConfig:
         dim: D, width of every token.
         layers: attention layers of "full" and "compress".
         heads: attention heads of those layers.
-        tokens: T, folded tokens of "compress" when ``fold`` is 0: f = ceil(S / T), so each
-            layer's cost is O(T (T + G)) whatever S is.
+        tokens: T, folded tokens of "compress" when ``fold`` is 0: f = ceil((S - R) / T), so each
+            layer's cost is O((G + T + R)^2) whatever S is.
         fold: f, a fixed window of f consecutive events per folded token (0 = use ``tokens``).
+        recent: R, the most recent events "compress" keeps as per-event tokens, unfolded; only
+            the older S - R events are folded (R >= S: nothing is folded).
         fold_mode: "window" (f consecutive events) or "time" (fixed spans of ``span_s`` seconds
             counted back from the latest event; the oldest span takes every older event).
         span_s: the span of one folded token in "time" mode.
+            "prefix" (semantic histories only, a diagnostic): one token per code prefix of
+            ``fold_level`` levels, the mean of the older events under it (not temporal).
+        fold_level: prefix levels of "prefix" mode (N^level + 1 folded tokens).
         globals_: G, learned global query tokens integrated into every compression layer.
         ffn_mult: feed-forward hidden width = ffn_mult * D.
         table_cap: rows of a semantic level's table above which its prefix ids are hashed
@@ -67,7 +75,9 @@ class ModelConfig:
     fold: int = 0
     fold_mode: str = "window"
     span_s: int = 3600
+    fold_level: int = 1
     globals_: int = 4
+    recent: int = 64
     ffn_mult: int = 2
     table_cap: int = 2048
 
@@ -75,17 +85,30 @@ class ModelConfig:
         check(self.history in HISTORIES, f"model.history must be one of {HISTORIES}, got {self.history!r}")
         check(self.arm in ARMS, f"model.arm must be one of {ARMS}, got {self.arm!r}")
         check(self.fold_mode in FOLD_MODES, f"model.fold_mode must be one of {FOLD_MODES}, got {self.fold_mode!r}")
-        _positive(self, "model.", "depth", "dim", "layers", "heads", "tokens", "span_s", "ffn_mult")
+        _positive(self, "model.", "depth", "dim", "layers", "heads", "tokens", "span_s", "fold_level", "ffn_mult")
+        check(self.fold_mode != "prefix" or (self.history == "semantic" and self.fold_level <= self.depth),
+              f"model.fold_mode 'prefix' needs semantic histories with fold_level <= depth, got {self.history!r}, "
+              f"fold_level {self.fold_level}, depth {self.depth}")
         check(isinstance(self.fold, int) and self.fold >= 0, f"model.fold must be an integer >= 0, got {self.fold!r}")
-        check(isinstance(self.globals_, int) and self.globals_ >= 0, f"model.globals_ must be an integer >= 0, got {self.globals_!r}")
+        for name in ("globals_", "recent"):
+            v = getattr(self, name)
+            check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"model.{name} must be an integer >= 0, got {v!r}")
         check(isinstance(self.table_cap, int) and self.table_cap >= 0, f"model.table_cap must be an integer >= 0, got {self.table_cap!r}")
         check(self.dim % self.heads == 0, f"model.dim ({self.dim}) must be divisible by model.heads ({self.heads})")
 
     def fold_for(self, seq_len: int) -> int:
-        """f for a history of ``seq_len`` events (1 for the per-event arms)."""
+        """f for the folded (older) part of a history of ``seq_len`` events (1 for the per-event arms)."""
         if self.arm != "compress":
             return 1
-        return self.fold or max(1, -(-seq_len // self.tokens))
+        return self.fold or max(1, -(-self.folded_len(seq_len) // self.tokens))
+
+    def recent_for(self, seq_len: int) -> int:
+        """Events kept unfolded at the end of a history of ``seq_len`` (0 for the per-event arms)."""
+        return min(self.recent, seq_len) if self.arm == "compress" else 0
+
+    def folded_len(self, seq_len: int) -> int:
+        """Events of a ``seq_len`` history that are folded (all of them for the per-event arms' f = 1)."""
+        return seq_len - self.recent_for(seq_len)
 
     @property
     def name(self) -> str:
@@ -94,7 +117,7 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class SequenceTrainConfig:
     """The explicit training loop (Adam, one shuffled pass per epoch, event-time agnostic).
 
     Args:
@@ -145,8 +168,8 @@ class SequenceRunConfig:
 
     scale: str = "small"
     seed: int = 0
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    model: SequenceModelConfig = dataclasses.field(default_factory=SequenceModelConfig)
+    train: SequenceTrainConfig = dataclasses.field(default_factory=SequenceTrainConfig)
     depths: tuple[int, ...] = (1, 2, 3, 4)
     curve_lengths: tuple[int, ...] = (16, 64, 256)
     curve_arms: tuple[str, ...] = ("full", "compress")
@@ -189,19 +212,21 @@ def sequence_config(scale: str = "small", seed: int = 0, **overrides: Any) -> Se
     """
     check(scale in SCALES, f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
     if scale == "tiny":
-        overrides.setdefault("model", ModelConfig(dim=16, tokens=8, globals_=2))
-        overrides.setdefault("train", TrainConfig(seq_len=32, epochs=1, batch_size=128, lr=1e-2, max_train=1000, max_test=600, seed=seed))
+        overrides.setdefault("model", SequenceModelConfig(dim=16, tokens=8, globals_=2, recent=16))
+        overrides.setdefault("train", SequenceTrainConfig(seq_len=32, epochs=1, batch_size=128, lr=1e-2, max_train=1000, max_test=600, seed=seed))
         overrides.setdefault("depths", (1, 4))
         overrides.setdefault("curve_lengths", (8, 32, 128))
         overrides.setdefault("budget_len", 32)
         overrides.setdefault("cost_lengths", (32, 128))
     else:
-        # S = 64 and f = 8 (T = 8 tokens): full attention at S = 64 is the table's most
-        # expensive cell and sets the compute budget of the AUC-vs-length curve.
-        overrides.setdefault("model", ModelConfig(dim=32, tokens=8, globals_=4))
+        # Table 1 at S = 64, where full attention still trains in minutes. Compression keeps the
+        # R = 64 latest events and folds the rest into T = 8 tokens, so at S = 64 it folds nothing;
+        # the folded regime is the curve's S > 64. Its 8 + 64 + 4 attended tokens cost more than
+        # full attention at S = 64, so the fixed budget is full attention at S = 128.
+        overrides.setdefault("model", SequenceModelConfig(dim=32, tokens=8, globals_=4, recent=64))
         small = scale == "small"
-        overrides.setdefault("train", TrainConfig(seq_len=64, epochs=1, batch_size=256, lr=1e-2, max_train=60_000 if small else 0,
-                                                  max_test=10_000 if small else 0, seed=seed))
-        overrides.setdefault("curve_lengths", (16, 64, 256, 512))
-        overrides.setdefault("budget_len", 64)
+        overrides.setdefault("train", SequenceTrainConfig(seq_len=64, epochs=1, batch_size=256, lr=1e-2, max_train=60_000 if small else 0,
+                                                          max_test=10_000 if small else 0, seed=seed))
+        overrides.setdefault("curve_lengths", (16, 64, 128, 256, 512))
+        overrides.setdefault("budget_len", 128)
     return SequenceRunConfig(scale=scale, seed=seed, **overrides)

@@ -184,6 +184,11 @@ class HistoryBatch:
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
+    def history_slice(self, lo: int, hi: int) -> HistoryBatch:
+        """The same targets with history positions ``lo:hi`` only (views, no copy): (B, hi - lo) columns."""
+        cut = {f.name: getattr(self, f.name)[:, lo:hi] for f in dataclasses.fields(self) if f.name.startswith("hist_")}
+        return dataclasses.replace(self, **cut)
+
 
 def _check_request(log: EventLog, target_idx: np.ndarray, seq_len: int) -> np.ndarray:
     if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:

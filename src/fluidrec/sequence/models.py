@@ -1,6 +1,6 @@
 """The sequence ranker: history embedding -> history encoder -> click head, and its builder.
 
-Shape letters: B batch, S history events, T tokens after folding (T = S for per-event arms), D width.
+Shape letters: B batch, S history events, T folded tokens, R recent events kept unfolded (T + R = S for per-event arms), D width.
 
 Every arm shares the embedding (ID or semantic, ``embed``), the target token (the target
 item through the same table as its history) and the head: an MLP over
@@ -8,7 +8,7 @@ item through the same table as its history) and the head: an MLP over
 ``compress``), so a difference between arms is the encoder's.
 
 Example:
-    >>> model = build_model(ModelConfig(history="semantic", depth=2, arm="compress"), n_items=8000, codebook_size=8)
+    >>> model = build_model(SequenceModelConfig(history="semantic", depth=2, arm="compress"), n_items=8000, codebook_size=8)
     >>> logits = model(batch)                 # (B,)
     >>> loss, out = model.step(batch)         # BCE loss, detached logits
 """
@@ -21,7 +21,7 @@ from torch import nn
 
 from fluidrec.sequence.baselines import DINEncoder, FullAttentionEncoder, MeanPoolEncoder
 from fluidrec.sequence.compress import CompressionEncoder
-from fluidrec.sequence.config import ModelConfig
+from fluidrec.sequence.config import SequenceModelConfig
 from fluidrec.sequence.embed import HistoryEmbedding
 
 
@@ -34,7 +34,7 @@ class SequenceRanker(nn.Module):
         cfg: the model's settings (fold, fold mode, spans).
     """
 
-    def __init__(self, embedding: HistoryEmbedding, encoder: nn.Module, cfg: ModelConfig) -> None:
+    def __init__(self, embedding: HistoryEmbedding, encoder: nn.Module, cfg: SequenceModelConfig) -> None:
         super().__init__()
         self.embedding = embedding
         self.encoder = encoder
@@ -43,12 +43,15 @@ class SequenceRanker(nn.Module):
         self.head = nn.Sequential(nn.Linear(3 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, 1))
 
     def tokens(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, D) history tokens and (B, T) mask the encoder reads."""
+        """(B, T + R, D) history tokens (folded, then the recent events) and their (B, T + R) mask."""
         s = batch.hist_mask.shape[1]
-        f = self.cfg.fold_for(s)
+        f, r = self.cfg.fold_for(s), self.cfg.recent_for(s)
         if self.cfg.arm == "compress" and self.cfg.fold_mode == "time":
-            return self.embedding.events(batch, f, mode="time", span_ms=self.cfg.span_s * 1000, tokens=-(-s // f))
-        return self.embedding.events(batch, f)
+            return self.embedding.events(batch, f, mode="time", span_ms=self.cfg.span_s * 1000,
+                                         tokens=-(-self.cfg.folded_len(s) // f), recent=r)
+        if self.cfg.arm == "compress" and self.cfg.fold_mode == "prefix":
+            return self.embedding.events(batch, f, mode="prefix", recent=r, prefix_level=self.cfg.fold_level)
+        return self.embedding.events(batch, f, recent=r)
 
     def forward(self, batch) -> torch.Tensor:
         target = self.embedding.target(batch)  # (B, D)
@@ -62,7 +65,7 @@ class SequenceRanker(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, batch.label), logits.detach()
 
 
-def build_encoder(cfg: ModelConfig) -> nn.Module:
+def build_encoder(cfg: SequenceModelConfig) -> nn.Module:
     """The encoder of ``cfg.arm``."""
     if cfg.arm == "mean":
         return MeanPoolEncoder(cfg.dim)
@@ -73,13 +76,13 @@ def build_encoder(cfg: ModelConfig) -> nn.Module:
     return CompressionEncoder(cfg.dim, cfg.layers, cfg.heads, cfg.globals_, cfg.ffn_mult)
 
 
-def build_embedding(cfg: ModelConfig, *, n_items: int, codebook_size: int) -> HistoryEmbedding:
+def build_embedding(cfg: SequenceModelConfig, *, n_items: int, codebook_size: int) -> HistoryEmbedding:
     """The history table of ``cfg.history`` (IDs: n_items + 1 rows; semantic: prefix tables of depth d)."""
     if cfg.history == "id":
         return HistoryEmbedding.ids(n_items, cfg.dim)
     return HistoryEmbedding.semantic(codebook_size, cfg.depth, cfg.dim, cfg.table_cap or None)
 
 
-def build_model(cfg: ModelConfig, *, n_items: int, codebook_size: int) -> SequenceRanker:
+def build_model(cfg: SequenceModelConfig, *, n_items: int, codebook_size: int) -> SequenceRanker:
     """A :class:`SequenceRanker` for ``cfg`` (call ``torch.manual_seed`` first for a seeded init)."""
     return SequenceRanker(build_embedding(cfg, n_items=n_items, codebook_size=codebook_size), build_encoder(cfg), cfg)

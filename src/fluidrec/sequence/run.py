@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fluidrec.errors import UsageError
-from fluidrec.sequence.config import ARMS, ModelConfig, SequenceRunConfig, TrainConfig
+from fluidrec.sequence.config import ARMS, SequenceModelConfig, SequenceRunConfig, SequenceTrainConfig
 from fluidrec.sequence.events import EventLog
 from fluidrec.utils.io import read_json, write_json
 from fluidrec.utils.timing import StageClock
@@ -42,7 +42,7 @@ def _log(msg: str) -> None:
     print(f"[long-sequence] {msg}", file=sys.stderr, flush=True)
 
 
-def history_rows(cfg: SequenceRunConfig) -> list[tuple[str, ModelConfig]]:
+def history_rows(cfg: SequenceRunConfig) -> list[tuple[str, SequenceModelConfig]]:
     """Table 1's rows: ("id", cfg) then ("sem<d>", cfg) for each depth."""
     rows = [("id", dataclasses.replace(cfg.model, history="id"))]
     rows += [(f"sem{d}", dataclasses.replace(cfg.model, history="semantic", depth=d)) for d in cfg.depths]
@@ -78,7 +78,7 @@ def _load_log(dataset: Path, codes_dir: Path | None) -> tuple[EventLog, str]:
     return load_event_log(dataset, None), "none (ID histories only)"
 
 
-def _cell(log: EventLog, model_cfg: ModelConfig, train_cfg: TrainConfig, train_idx, test_idx, progress: bool) -> dict:
+def _cell(log: EventLog, model_cfg: SequenceModelConfig, train_cfg: SequenceTrainConfig, train_idx, test_idx, progress: bool) -> dict:
     from fluidrec.sequence.train import evaluate, train_model
 
     model, info = train_model(log, model_cfg, train_cfg, train_idx, progress=progress, desc=f"{model_cfg.name} S={train_cfg.seq_len}")

@@ -13,8 +13,8 @@ Metrics (``fluidrec.metrics``): AUC, GAUC (grouped by user), logloss over all te
 and AUC / GAUC over the cold ones (their item is in no training event).
 
 Example:
-    >>> train_idx, test_idx = sample_targets(log, TrainConfig(seq_len=256, max_train=40_000))
-    >>> model, info = train_model(log, ModelConfig(arm="compress"), TrainConfig(), train_idx)
+    >>> train_idx, test_idx = sample_targets(log, SequenceTrainConfig(seq_len=256, max_train=40_000))
+    >>> model, info = train_model(log, SequenceModelConfig(arm="compress"), SequenceTrainConfig(), train_idx)
     >>> evaluate(model, log, test_idx, seq_len=256)["auc"]
     >>> save_model(model, log, Path("runs/seq/model.pt")); model = load_model(Path("runs/seq/model.pt"))
 """
@@ -31,13 +31,13 @@ import torch
 
 from fluidrec.errors import ConfigError, DataError
 from fluidrec.metrics import auc, gauc, logloss
-from fluidrec.sequence.config import ModelConfig, TrainConfig
+from fluidrec.sequence.config import SequenceModelConfig, SequenceTrainConfig
 from fluidrec.sequence.events import EventLog, history_batch, split_indices
 from fluidrec.sequence.models import SequenceRanker, build_model
 from fluidrec.utils.io import load_torch_file, save_torch_file
 from fluidrec.utils.seed import seed_everything
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: SequenceModelConfig.recent (a version-1 model had no unfolded recent events)
 
 
 def history_lengths(log: EventLog, idx: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def history_lengths(log: EventLog, idx: np.ndarray) -> np.ndarray:
     return log.run_start[idx] - log.user_start[idx]
 
 
-def sample_targets(log: EventLog, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+def sample_targets(log: EventLog, cfg: SequenceTrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) target indices: enough history, capped by a seeded sample, sorted.
 
     Raises:
@@ -64,7 +64,7 @@ def sample_targets(log: EventLog, cfg: TrainConfig) -> tuple[np.ndarray, np.ndar
     return out[0], out[1]
 
 
-def check_model_fits(cfg: ModelConfig, log: EventLog) -> None:
+def check_model_fits(cfg: SequenceModelConfig, log: EventLog) -> None:
     """A semantic depth the log's codes have (a clear error instead of an index error deep in a batch)."""
     if cfg.history == "semantic" and cfg.depth > log.levels:
         raise ConfigError(f"model.depth {cfg.depth} exceeds the codes' {log.levels} levels")
@@ -72,7 +72,7 @@ def check_model_fits(cfg: ModelConfig, log: EventLog) -> None:
         raise DataError("semantic histories need codes, but no event has one (give --codes or --true-codes)", table="codes", column="c1")
 
 
-def train_model(log: EventLog, model_cfg: ModelConfig, cfg: TrainConfig, train_idx: np.ndarray, *,
+def train_model(log: EventLog, model_cfg: SequenceModelConfig, cfg: SequenceTrainConfig, train_idx: np.ndarray, *,
                 progress: bool = True, desc: str | None = None) -> tuple[SequenceRanker, dict[str, Any]]:
     """Setup -> train (Adam, shuffled epochs, linear lr decay) -> cleanup; returns (model in eval mode, log).
 
@@ -144,7 +144,7 @@ def evaluate(model: SequenceRanker, log: EventLog, idx: np.ndarray, seq_len: int
     return metrics_of(log, idx, predict(model, log, idx, seq_len))
 
 
-def save_model(model: SequenceRanker, log: EventLog, path: Path, train_cfg: TrainConfig | None = None) -> Path:
+def save_model(model: SequenceRanker, log: EventLog, path: Path, train_cfg: SequenceTrainConfig | None = None) -> Path:
     """Checkpoint (``torch.save`` with a sha256 sidecar): weights, model config, table sizes."""
     return save_torch_file({
         "version": CHECKPOINT_VERSION, "state_dict": model.state_dict(), "model": dataclasses.asdict(model.cfg),
@@ -158,7 +158,7 @@ def load_model(path: Path) -> tuple[SequenceRanker, dict[str, Any]]:
     ckpt = load_torch_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         raise DataError(f"not a fluidrec sequence checkpoint (version {CHECKPOINT_VERSION})", table=str(path))
-    model = build_model(ModelConfig(**ckpt["model"]), n_items=int(ckpt["n_items"]), codebook_size=int(ckpt["codebook_size"]))
+    model = build_model(SequenceModelConfig(**ckpt["model"]), n_items=int(ckpt["n_items"]), codebook_size=int(ckpt["codebook_size"]))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
