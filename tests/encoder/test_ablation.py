@@ -21,8 +21,10 @@ def test_reference_dir_is_reused_not_retrained(enc_dataset, reference, tmp_path)
     assert set(res["rows"]) == {"ours", "live_only"}
     assert not (tmp_path / "abl" / "ours").exists()  # the reference was not trained again
     assert (tmp_path / "abl" / "live_only" / "model.pt").exists()
-    ref_metrics = {k: v for k, v in res["rows"]["ours"].items() if k not in ("group", "change")}
-    assert ref_metrics == evaluate_encoder(reference, enc_dataset)
+    ref_metrics = {k: v for k, v in res["rows"]["ours"].items() if k not in ("group", "change", "sd", "per_seed")}
+    assert ref_metrics == evaluate_encoder(reference, enc_dataset)  # one seed: the means are the run's metrics
+    assert res["rows"]["ours"]["per_seed"]["0"] == ref_metrics and set(res["rows"]["ours"]["sd"].values()) == {None}
+    assert res["comparisons"]["live_only"]["live.q2i_recall@10"]["separated"] is None  # one seed: no spread
     # The variant inherits the reference's recipe (same steps, seed) and changes one field.
     variant_cfg = json.loads((tmp_path / "abl" / "live_only" / "run_config.json").read_text())
     assert variant_cfg["train"]["video_ratio"] == 0.0 and variant_cfg["train"]["steps"] == encoder_tiny().train.steps
@@ -46,3 +48,31 @@ def test_ablation_reproduce_matches_the_main_encoder():
     """The budget config is encoder_demo itself, so the main encoder can be the reference row."""
     a, b = ablation_reproduce(seed=4), encoder_demo(seed=4)
     assert a.to_dict() == b.to_dict()
+
+
+def test_seeds_peers_and_the_spread_verdict(enc_dataset, tmp_path):
+    res = run_ablation(enc_dataset, tmp_path / "abl", encoder_tiny("scratch"), variants=(), seeds=(0, 1), peers=True, progress=False)
+    assert set(res["rows"]) == {"ours", "lsa"} and res["seeds"] == [0, 1]  # no world/ truth here: no oracle row
+    assert (tmp_path / "abl" / "ours" / "model.pt").exists() and (tmp_path / "abl" / "seed1" / "ours" / "model.pt").exists()
+    ours = res["rows"]["ours"]
+    per = [ours["per_seed"][s]["live"]["q2i_recall@10"] for s in ("0", "1")]
+    assert ours["live"]["q2i_recall@10"] == pytest.approx(sum(per) / 2)
+    assert ours["sd"]["live.q2i_recall@10"] == pytest.approx(abs(per[0] - per[1]) / 2 ** 0.5)
+    assert res["rows"]["lsa"]["group"] == "peer"
+    c = res["comparisons"]["lsa"]["live.q2i_recall@10"]
+    assert c["delta"] == pytest.approx(res["rows"]["lsa"]["live"]["q2i_recall@10"] - ours["live"]["q2i_recall@10"])
+    assert c["separated"] == (abs(c["delta"]) > c["spread"])
+    assert ("beyond spread" if c["separated"] else "within spread") in (tmp_path / "abl" / "ablation.md").read_text()
+
+
+def test_comparison_verdicts_by_hand():
+    from fluidrec.encoder.ablation import ablation_comparisons
+
+    def row(mean, sd):
+        return {"live": {"q2i_recall@10": mean}, "sd": {"live.q2i_recall@10": sd}}
+
+    rows = {"ours": row(0.80, 0.01), "far": row(0.90, 0.02), "near": row(0.81, 0.02), "one": row(0.5, None)}
+    cmp = ablation_comparisons(rows)
+    assert cmp["far"]["live.q2i_recall@10"] == {"delta": pytest.approx(0.10), "spread": 0.02, "separated": True}
+    assert cmp["near"]["live.q2i_recall@10"]["separated"] is False
+    assert cmp["one"]["live.q2i_recall@10"]["separated"] is None

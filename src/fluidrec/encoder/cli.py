@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from fluidrec.utils.cli import add_json_flag, emit, finite_float, positive_int, render_kv, seed_int
+from fluidrec.utils.cli import add_json_flag, emit, finite_float, non_negative_int, positive_int, render_kv, seed_int
 
 
 PRESETS = ("default", "demo", "tiny", "lsa")
-_NEURAL_FLAGS = ("backbone", "vision", "fusion", "text_tokens", "steps", "batch_size", "align_fraction", "video_ratio", "lr", "threads")
+_NEURAL_FLAGS = ("backbone", "vision", "fusion", "text_tokens", "added_words", "steps", "batch_size", "align_fraction", "video_ratio", "lr", "lr_schedule", "threads")
 
 
 def _preset(name: str, seed: int):
@@ -35,9 +35,10 @@ def _config_from_args(args):
         model["vision"] = args.vision
     if args.fusion is not None:
         model["fusion"] = args.fusion
-    if args.text_tokens is not None:
-        model["text_tokens"] = args.text_tokens
-    for key in ("steps", "batch_size", "align_fraction", "video_ratio", "lr", "threads"):
+    for key in ("text_tokens", "added_words"):
+        if getattr(args, key, None) is not None:
+            model[key] = getattr(args, key)
+    for key in ("steps", "batch_size", "align_fraction", "video_ratio", "lr", "lr_schedule", "threads"):
         value = getattr(args, key, None)
         if value is not None:
             train["num_threads" if key == "threads" else key] = value
@@ -88,15 +89,17 @@ def _eval(args) -> int:
 
 
 def _ablate(args) -> int:
-    from fluidrec.encoder.ablation import ablation_demo, run_ablation
+    from fluidrec.encoder.ablation import ablation_demo, comparisons_md, run_ablation
 
     cfg = ablation_demo(args.seed)
     if args.steps is not None:
         cfg = cfg.replace(train={"steps": args.steps})
     if args.backbone is not None:
         cfg = cfg.replace(model={"backbone": args.backbone})
-    res = run_ablation(args.dataset, args.out, cfg, variants=tuple(args.variants) if args.variants else None, progress=not args.json)
-    emit(res, args.json, lambda r: r["table"])
+    seeds = tuple(range(args.seed, args.seed + args.seeds))
+    res = run_ablation(args.dataset, args.out, cfg, variants=tuple(args.variants) if args.variants is not None else None,
+                       seeds=seeds, peers=args.peers, progress=not args.json)
+    emit(res, args.json, lambda r: r["table"] + "\n\n" + comparisons_md(r["comparisons"]))
     return 0
 
 
@@ -113,11 +116,13 @@ def register(subparsers) -> None:
     t.add_argument("--vision", help="vision model: scratch (default) or a local HF model dir")
     t.add_argument("--fusion", choices=("single", "dual"))
     t.add_argument("--text-tokens", type=positive_int, help="token budget of an item's text")
+    t.add_argument("--added-words", type=non_negative_int, help="add up to N frequent multi-piece words as whole tokens (0 = none)")
     t.add_argument("--steps", type=positive_int)
     t.add_argument("--batch-size", type=positive_int)
     t.add_argument("--align-fraction", type=finite_float, help="share of steps in the alignment stage (0 = single stage)")
     t.add_argument("--video-ratio", type=finite_float, help="share of each batch from short videos (0 = live only)")
     t.add_argument("--lr", type=finite_float)
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"), help="each stage's rate: constant or a half cosine to 0")
     t.add_argument("--threads", type=positive_int)
     t.add_argument("--seed", type=seed_int, default=0)
     t.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
@@ -145,6 +150,8 @@ def register(subparsers) -> None:
     a.add_argument("--steps", type=positive_int, help="steps per run (default 100)")
     a.add_argument("--backbone", help="reference backbone (default minilm)")
     a.add_argument("--variants", nargs="*", help="subset of: scratch_text dual_tower single_stage live_only")
-    a.add_argument("--seed", type=seed_int, default=0)
+    a.add_argument("--seed", type=seed_int, default=0, help="first seed")
+    a.add_argument("--seeds", type=positive_int, default=1, help="repeat every row on seeds SEED..SEED+N-1 (mean ± sd, spread verdicts)")
+    a.add_argument("--peers", action="store_true", help="add the lsa peer row and, on a generated world, the oracle ceiling")
     add_json_flag(a)
     a.set_defaults(func=_ablate)

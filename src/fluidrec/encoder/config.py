@@ -18,7 +18,7 @@ the peer a practitioner runs first; nothing to train by gradient, so it has no `
 Example:
     >>> cfg = encoder_demo(seed=3)
     >>> cfg.model.text_tokens, cfg.train.steps
-    (32, 450)
+    (96, 450)
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def _check_eval_sizes(eval_fraction: float, eval_gallery: int, probe_items: int,
 BACKBONE_ALIASES = ("minilm", "scratch")
 FUSIONS = ("single", "dual")
 POOLINGS = ("eos", "mean")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -76,6 +77,8 @@ class ModelConfig:
         visual_tokens: visual tokens after pooling the vision backbone's patch grid (0 = keep all).
         lm_layers: keep only the first N transformer layers of the language model (0 = all);
             the CPU-budget knob: embedding cost is linear in depth.
+        added_words: add up to this many of the training text's frequent words that the
+            tokenizer cuts into pieces as whole tokens (``encoder.vocab``; 0 = the tokenizer as is).
         vit_patch, vit_dim, vit_layers, vit_heads: the scratch ViT's shape.
         scratch_dim, scratch_layers, scratch_heads: the scratch text transformer's shape.
     """
@@ -90,6 +93,7 @@ class ModelConfig:
     fields: tuple[str, ...] = DEFAULT_FIELDS
     visual_tokens: int = 4
     lm_layers: int = 0
+    added_words: int = 0
     vit_patch: int = 8
     vit_dim: int = 64
     vit_layers: int = 2
@@ -110,6 +114,7 @@ class ModelConfig:
         _check_fields(self.fields, "model")
         check(self.visual_tokens >= 0, f"model.visual_tokens must be >= 0, got {self.visual_tokens}")
         check(self.lm_layers >= 0, f"model.lm_layers must be >= 0 (0 = all), got {self.lm_layers}")
+        check(self.added_words >= 0, f"model.added_words must be >= 0 (0 = none), got {self.added_words}")
         check(self.vit_patch > 0 and self.vit_dim > 0 and self.vit_layers > 0, "model.vit_* must be > 0")
         check(self.vit_dim % self.vit_heads == 0, f"model.vit_dim {self.vit_dim} must divide by vit_heads {self.vit_heads}")
         check(self.scratch_dim > 0 and self.scratch_layers > 0, "model.scratch_* must be > 0")
@@ -130,6 +135,8 @@ class TrainConfig:
             and the output projection train). 0 = single-stage end-to-end training.
         lr: stage-1 learning rate (and the single-stage rate).
         joint_lr_scale: stage-2 (joint fine-tuning) learning rate = ``lr * joint_lr_scale``.
+        lr_schedule: ``"constant"`` (each stage at its rate) or ``"cosine"`` (each stage's rate
+            decays along a half cosine to 0 at the stage's end).
         weight_decay, grad_clip: AdamW weight decay and gradient-norm clip.
         temperature: InfoNCE temperature.
         symmetric: add the item-to-query (I2Q) InfoNCE term.
@@ -152,6 +159,7 @@ class TrainConfig:
     align_fraction: float = 0.3
     lr: float = 1e-3
     joint_lr_scale: float = 0.1
+    lr_schedule: str = "constant"
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     temperature: float = 0.05
@@ -171,6 +179,7 @@ class TrainConfig:
         check(0.0 <= self.align_fraction < 1.0, f"train.align_fraction must be in [0, 1), got {self.align_fraction}")
         check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         check(0 < self.joint_lr_scale <= 1, f"train.joint_lr_scale must be in (0, 1], got {self.joint_lr_scale}")
+        check(self.lr_schedule in LR_SCHEDULES, f"train.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         check(self.weight_decay >= 0 and self.grad_clip > 0, "train.weight_decay must be >= 0 and grad_clip > 0")
         check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
         check(-1.0 <= self.fn_threshold, f"train.fn_threshold must be >= -1, got {self.fn_threshold}")
@@ -325,24 +334,31 @@ def encoder_default(seed: int = 0) -> EncoderConfig:
 
 
 def encoder_demo(seed: int = 0) -> EncoderConfig:
-    """Sized for ``fluidrec reproduce`` on two shared CPU cores: ~2 minutes of training.
+    """Sized for ``fluidrec reproduce`` on two shared CPU cores: a few minutes of training.
 
-    MiniLM cut to its first layer, 32 item tokens, 2 visual tokens (with one layer, EOS pooling
-    only needs that layer at the EOS row, ``model.bert_eos_pool``). The recipe, tuned on the
-    ``small`` world (docs/encoder.md, "Demo recipe"):
+    MiniLM cut to its first layer, 2 visual tokens (with one layer, EOS pooling only needs that
+    layer at the EOS row, ``model.bert_eos_pool``). The recipe, tuned on the ``small`` world
+    (docs/encoder.md, "Diagnosis" and "Demo recipe"):
 
-    - batch 128 (127 in-batch negatives), 450 steps: 45 alignment + 405 joint;
-    - joint lr 1e-3 (``lr * 0.5``): at 2e-4 the joint stage learned almost nothing, at 2e-3
-      it diverged;
+    - ``added_words=8192``: the training text's frequent words that WordPiece cuts into pieces
+      become whole tokens (``encoder.vocab``); a one-layer EOS state is a bag of its tokens, and
+      a bag of pieces cannot say which pieces made which word;
+    - ``text_tokens=96``: with whole words every field of a ``small`` slice fits (32 kept about
+      a quarter of the text);
+    - batch 128 (127 in-batch negatives), 450 steps: 45 alignment (the output projection, the
+      vision projector and the new word rows) + 405 joint at ``lr * 0.5 = 1e-3``, each stage on
+      a half cosine to 0 (at 2e-3 the joint stage was no better; without the decay the loss
+      plateaus noisily);
     - ``fn_threshold=0.99``: the 1-layer EOS state of MiniLM puts most queries above 0.9 cosine,
       so 0.9 masked ~60% of the negatives; 0.99 drops only (near-)identical queries;
-    - ``freeze_word_embeddings``: the 11.7M-row table is left as pre-trained (much cheaper steps);
+    - ``freeze_word_embeddings``: the pre-trained 30k-row table stays as it is (much cheaper
+      steps); the added rows train;
     - one torch thread: these small ops are many times faster single-threaded on a loaded
-      2-core machine (OpenMP spinning); a checkpoint every 150 steps (74 MB with the table frozen).
+      2-core machine (OpenMP spinning); a checkpoint every 150 steps.
     """
     return EncoderConfig(
-        model=ModelConfig(text_tokens=32, query_tokens=8, visual_tokens=2, lm_layers=1),
-        train=TrainConfig(batch_size=128, steps=450, align_fraction=0.1, lr=2e-3, joint_lr_scale=0.5,
+        model=ModelConfig(text_tokens=96, query_tokens=16, visual_tokens=2, lm_layers=1, added_words=8192),
+        train=TrainConfig(batch_size=128, steps=450, align_fraction=0.1, lr=2e-3, joint_lr_scale=0.5, lr_schedule="cosine",
                           fn_threshold=0.99, freeze_word_embeddings=True, eval_gallery=500, probe_items=1500,
                           checkpoint_every=150, num_threads=1),
         seed=seed,

@@ -69,7 +69,11 @@ def q2i_recall(q: np.ndarray, gallery: np.ndarray, pos: np.ndarray, ks=KS) -> di
     With ``a`` items scoring higher than the positive and ``t`` others tied with it, the expected
     hit under a random order of the tied items is ``clip((k - a) / (t + 1), 0, 1)``.
     """
-    sim = q @ gallery.T  # (Q, G)
+    return recall_from_scores(q @ gallery.T, pos, ks)  # (Q, G) similarities
+
+
+def recall_from_scores(sim: np.ndarray, pos: np.ndarray, ks=KS) -> dict[int, float]:
+    """Recall@k of (Q, G) scores whose row q has its positive in column ``pos[q]`` (ties as in ``q2i_recall``)."""
     s_pos = sim[np.arange(len(sim)), pos][:, None]  # (Q, 1)
     above = (sim > s_pos).sum(axis=1)
     tied = (sim == s_pos).sum(axis=1) - 1
@@ -164,7 +168,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, seed: int, *, train_frac: float =
     return float((pred == yt[te]).double().mean())
 
 
-def _gallery(data: EncoderData, held: np.ndarray, video: bool, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def gallery_rows(data: EncoderData, held: np.ndarray, video: bool, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Held-out slices of one domain (at most ``size``) plus distractors of the same domain."""
     rng = np.random.default_rng([seed, 0x6A11, int(video)])
     dom = data.is_video == video
@@ -182,7 +186,7 @@ def evaluate_model(model: MultimodalEncoder | LsaEncoder, data: EncoderData, *, 
     held = heldout_slices(data, eval_fraction, seed)
     out: dict = {"n": {}}
     for name, video in zip(DOMAINS, (False, True)):
-        pos_items, gallery = _gallery(data, held, video, gallery_size, seed)
+        pos_items, gallery = gallery_rows(data, held, video, gallery_size, seed)
         qidx = np.flatnonzero(np.isin(data.query_item, pos_items))
         if len(qidx) == 0:
             out[name] = {f"{d}_recall@{k}": None for d in ("q2i", "i2q") for k in KS}

@@ -70,10 +70,13 @@ def _analyzer(settings: Mapping):
     ).build_analyzer()
 
 
-def item_documents(texts: Mapping[str, Sequence[str | None]], fields: Sequence[str], n: int, table: str = "slices") -> list[str]:
+def item_documents(
+    texts: Mapping[str, Sequence[str | None]], fields: Sequence[str], n: int, table: str = "slices", *, require_text: bool = True,
+) -> list[str]:
     """Each item's non-empty fields (in ``fields`` order) joined by newlines.
 
-    An item with no text in any field is a DataError: this encoder reads text only.
+    An item with no text in any field is a DataError when ``require_text`` (this encoder reads
+    text only); otherwise its document is ``""``.
     """
     cols = [texts[f] for f in fields if texts.get(f) is not None]
     for f in fields:
@@ -82,7 +85,7 @@ def item_documents(texts: Mapping[str, Sequence[str | None]], fields: Sequence[s
     docs = []
     for i in range(n):
         doc = "\n".join(s for s in (str(c[i]).strip() for c in cols if c[i] is not None) if s)
-        if not doc:
+        if not doc and require_text:
             raise DataError(
                 f"item has no text in any of the fields {list(fields)}; the lsa encoder reads text only",
                 table=table, column=fields[0], row=i,
@@ -148,12 +151,13 @@ class LsaText:
 class _CollectText:
     """Stands in for a text module while fitting: keeps each item's document, tokenizes nothing."""
 
-    def __init__(self, fields: Sequence[str]) -> None:
+    def __init__(self, fields: Sequence[str], require_text: bool = True) -> None:
         self.fields = tuple(fields)
+        self.require_text = require_text
         self.docs: list[str] = []
 
     def item_tokens(self, texts, *, has_frame=None, table: str = "slices") -> list[np.ndarray]:
-        self.docs = item_documents(texts, self.fields, _rows(texts, has_frame), table)
+        self.docs = item_documents(texts, self.fields, _rows(texts, has_frame), table, require_text=self.require_text)
         return [np.zeros(1, np.int32)] * len(self.docs)
 
     def query_tokens(self, texts, *, table: str = "queries") -> list[np.ndarray]:
@@ -256,6 +260,22 @@ def load_lsa(model_dir: str | os.PathLike) -> tuple[LsaEncoder, LsaConfig]:
     return model.eval(), cfg
 
 
+def training_documents(
+    ds: Dataset, fields: Sequence[str], eval_fraction: float, seed: int, *, require_text: bool = True,
+) -> tuple[list[str], np.ndarray]:
+    """Every slice's document (``item_documents``) and the (N,) bool held-out split, tokenizing nothing.
+
+    The split is ``data.heldout_slices`` with this seed and fraction (none without queries), so
+    what is fitted on ``~held`` never saw an evaluated slice: the lsa fit and the neural
+    encoder's added vocabulary (``encoder.vocab``) both read their text from here.
+    """
+    collect = _CollectText(fields, require_text)
+    with_queries = ds.has("queries")
+    data = load_encoder_data(ds, collect, None, with_queries=with_queries, cache=False)
+    held = heldout_slices(data, eval_fraction, seed) if with_queries else np.zeros(len(data.slice_ids), bool)
+    return collect.docs, held
+
+
 def train_lsa(cfg: LsaConfig, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Fit TF-IDF + TruncatedSVD on a dataset's slices outside the held-out split; returns the model dir.
 
@@ -272,10 +292,7 @@ def train_lsa(cfg: LsaConfig, dataset_dir: str | os.PathLike, out_dir: str | os.
 
     t0 = time.perf_counter()
     ds = Dataset(dataset_dir)
-    collect = _CollectText(cfg.fields)
-    with_queries = ds.has("queries")
-    data = load_encoder_data(ds, collect, None, with_queries=with_queries, cache=False)
-    held = heldout_slices(data, cfg.eval_fraction, cfg.seed) if with_queries else np.zeros(len(data.slice_ids), bool)
+    docs, held = training_documents(ds, cfg.fields, cfg.eval_fraction, cfg.seed)
     fit_rows = np.flatnonzero(~held)
     t_load = time.perf_counter() - t0
 
@@ -286,7 +303,7 @@ def train_lsa(cfg: LsaConfig, dataset_dir: str | os.PathLike, out_dir: str | os.
         dtype=np.float32,
     )
     try:
-        x = vec.fit_transform([collect.docs[i] for i in fit_rows])  # (N_fit, V) sparse
+        x = vec.fit_transform([docs[i] for i in fit_rows])  # (N_fit, V) sparse
     except ValueError as exc:  # "empty vocabulary" / "no terms remain" on a tiny or odd corpus
         raise DataError(f"cannot build a TF-IDF vocabulary: {exc}", table=str(ds.path("slices"))) from None
     v = x.shape[1]
@@ -299,7 +316,7 @@ def train_lsa(cfg: LsaConfig, dataset_dir: str | os.PathLike, out_dir: str | os.
     text = LsaText(vec.get_feature_names_out().tolist(), settings, cfg.fields)
     model = LsaEncoder(text, vec.idf_.astype(np.float32), components, cfg.sublinear_tf)
     summary = {
-        "slices": int(len(data.slice_ids)), "fit_slices": int(len(fit_rows)), "heldout_slices": int(held.sum()),
+        "slices": int(len(docs)), "fit_slices": int(len(fit_rows)), "heldout_slices": int(held.sum()),
         "vocabulary": int(v), "components": int(k), "explained_variance": round(float(svd.explained_variance_ratio_.sum()), 4),
         "load_s": round(t_load, 2), "train_s": round(time.perf_counter() - t0 - t_load, 2),
     }

@@ -40,6 +40,7 @@ from torch import nn
 from fluidrec.encoder.config import EncoderConfig, LsaConfig, ModelConfig
 from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
 from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
+from fluidrec.encoder.vocab import attach_added_rows
 from fluidrec.errors import DataError, FluidrecError, UsageError, first_line
 from fluidrec.utils.io import load_torch_file, read_json, save_torch_file, write_json
 
@@ -244,6 +245,9 @@ class MultimodalEncoder(nn.Module, abc.ABC):
     def head_parameters(self) -> list[nn.Parameter]:
         """What the alignment stage trains: the vision projector and the output projection(s)."""
         params = list(self.out_proj.parameters())
+        added = getattr(self.lm.get_input_embeddings(), "added", None)  # new word rows (encoder.vocab): nothing pre-trained to keep
+        if added is not None:
+            params += list(added.parameters())
         if self.vision is not None:
             params += list(self.vision.projector.parameters())
         return params
@@ -470,6 +474,7 @@ def load_encoder(model_dir: str | os.PathLike) -> tuple[MultimodalEncoder, Encod
         vision = vision_from_spec(d / "vision", cfg.model, int(lm.config.hidden_size)) if (d / "vision").is_dir() else None
     with _loading(d, "encoder (its parts do not fit together)"):
         model = _assemble(cfg.model, lm, vision, text)
+        attach_added_rows(model)
     _load_weights(model, d / MODEL_FILE)
     model.eval()
     return model, cfg

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -41,7 +42,9 @@ from fluidrec.encoder.data import (
     train_queries,
 )
 from fluidrec.encoder.loss import false_negative_mask, info_nce
+from fluidrec.encoder.lsa import training_documents
 from fluidrec.encoder.model import MODEL_FILE, MultimodalEncoder, build_encoder, save_encoder
+from fluidrec.encoder.vocab import base_word_table, extend_vocabulary, select_words
 from fluidrec.errors import DataError, UsageError
 from fluidrec.utils.io import load_torch_file, read_json, save_torch_file, to_jsonable, write_json
 from fluidrec.utils.seed import seed_everything
@@ -79,8 +82,8 @@ def set_trainable(model: MultimodalEncoder, trains: str, *, freeze_word_embeddin
         for p in model.parameters():
             p.requires_grad_(True)
         if freeze_word_embeddings:
-            # Only the word table: position/type embeddings and their LayerNorm still train.
-            model.lm.get_input_embeddings().weight.requires_grad_(False)
+            # Only the pre-trained word table: added words, position/type embeddings and their LayerNorm still train.
+            base_word_table(model.lm).weight.requires_grad_(False)
         return [p for p in model.parameters() if p.requires_grad]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -92,6 +95,20 @@ def set_trainable(model: MultimodalEncoder, trains: str, *, freeze_word_embeddin
 
 def _make_optimizer(params, stage: Stage, cfg: EncoderConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=stage.lr, weight_decay=cfg.train.weight_decay)
+
+
+def stage_lr(stage: Stage, step_in_stage: int, schedule: str) -> float:
+    """Learning rate of the stage's ``step_in_stage``-th step (0-based): constant, or a half cosine to 0.
+
+    A function of the step alone, so a resumed run sets the same rates.
+
+    Example:
+        >>> stage_lr(Stage("joint", 4, 1.0, "all"), 2, "cosine")
+        0.5
+    """
+    if schedule == "constant":
+        return stage.lr
+    return stage.lr * 0.5 * (1.0 + math.cos(math.pi * step_in_stage / stage.steps))
 
 
 def train_step(
@@ -205,6 +222,10 @@ def _setup_run(cfg: EncoderConfig, dataset_dir: str | os.PathLike) -> _Run:
         raise DataError("the encoder trains on query-slice pairs but the dataset has no queries table", table=str(ds.root / "queries.parquet"))
     frame_size = dataset_frame_size(ds)
     model = build_encoder(cfg.model, frame_size)
+    if cfg.model.added_words:
+        docs, held_docs = training_documents(ds, cfg.model.fields, cfg.train.eval_fraction, cfg.seed, require_text=False)
+        words = select_words([d for d, h in zip(docs, held_docs) if not h], model.text.tokenizer, cfg.model.added_words)
+        extend_vocabulary(model, words)
     # Frozen snapshot before any checkpoint is loaded: the same on a fresh run and on a resume.
     mask_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.train.fn_threshold < 1 else None
     t0 = time.perf_counter()
@@ -264,6 +285,8 @@ def _train_stages(run: _Run, cfg: EncoderConfig, stages: list[Stage], state: _Re
                 _save_checkpoint(out, model, opt, step, si, log)
                 state.step = step
                 return False
+            for group in opt.param_groups:
+                group["lr"] = stage_lr(stage, step - stage_start, cfg.train.lr_schedule)
             loss, info = train_step(model, run.data, run.sampler.batch(step), cfg, run.mask_model)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -68,6 +68,16 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(ss) for name, ss in zip(_STREAMS, children)}
 
 
+def world_taxonomy(dataset_dir: str | os.PathLike) -> Taxonomy:
+    """The topic tree and vocabularies of a generated dataset, rebuilt from its saved config and seed.
+
+    Example:
+        >>> tax = world_taxonomy("runs/world_small")
+    """
+    cfg = World.load(dataset_dir).cfg
+    return build_taxonomy(cfg, _streams(cfg.seed)["taxonomy"])
+
+
 def _binary_array(frames: np.ndarray) -> pa.Array:
     """(N, S, S, 3) uint8 -> pa.binary() array of N raw frames, without per-row Python objects."""
     n = len(frames)
