@@ -2,8 +2,10 @@
 
 Prints ratios against limits: flop_fraction = achieved training FLOP/s of the default
 model (``ranker_small``, FLUID's final {slice, room} tokens) / this machine's measured
-fp32 matmul rate (target >= 0.20); p99_ms_200 (a compiled ``Scorer``, see
-``fluidrec.ranker.inference``) against 10 ms (2 threads), next to the eager model's. Also reports the
+fp32 matmul rate (target >= 0.20); p99_ms_200 (a compiled ``Scorer`` with ``backbone="auto"``,
+as serving runs it: the fused C backbone where its SIMD loops run, ``scorer_backbone`` says
+which; see ``fluidrec.ranker.inference``) against 10 ms (2 threads), next to the compiled
+torch backbone's (``compile_scorer``'s default) and the eager model's. Also reports the
 ``ranker_demo`` throughput the main job relies on (target >= 50k samples/s: 15 arms x
 ~800k impressions in ~6 minutes), for FLUID's final tokens and for the ID baseline.
 
@@ -36,7 +38,7 @@ from fluidrec.ranker.evaluate import score  # noqa: E402
 from fluidrec.ranker.inference import compile_scorer, serving_layout  # noqa: E402
 from fluidrec.ranker.features import FeatureConfig, Features  # noqa: E402
 from fluidrec.ranker.model import build_ranker  # noqa: E402
-from fluidrec.ranker.train import TrainConfig, make_optimizers, ranker_demo, ranker_small, ranker_spec, train_step  # noqa: E402
+from fluidrec.ranker.train import RankerTrainConfig, make_optimizers, ranker_demo, ranker_small, ranker_spec, update_step  # noqa: E402
 
 
 def synthetic_features(
@@ -80,7 +82,7 @@ def one_user_request(feats: Features, b: int = 200) -> Batch:
     return batch
 
 
-def train_throughput(cfg: TrainConfig, feats: Features, n: int, arm: str = "fluid", share: bool = True) -> tuple[float, int]:
+def train_throughput(cfg: RankerTrainConfig, feats: Features, n: int, arm: str = "fluid", share: bool = True) -> tuple[float, int]:
     """Samples/s of an arm's final model over n rows after a warm-up; returns (rate, fwd FLOPs/sample).
 
     ``share``: batches store each request's history once (``Features.batch``'s default).
@@ -90,11 +92,11 @@ def train_throughput(cfg: TrainConfig, feats: Features, n: int, arm: str = "flui
     opts = make_optimizers(model, cfg)
     bs = cfg.batch_size
     for b0 in range(0, 3 * bs, bs):  # warm-up: allocator, optimizer state
-        train_step(model, feats.batch(slice(b0, b0 + bs), share), opts)
+        update_step(model, feats.batch(slice(b0, b0 + bs), share), opts)
     t0 = time.perf_counter()
     done = 0
     for b0 in range(3 * bs, 3 * bs + n, bs):
-        train_step(model, feats.batch(slice(b0, b0 + bs), share), opts)
+        update_step(model, feats.batch(slice(b0, b0 + bs), share), opts)
         done += bs
     rate = done / (time.perf_counter() - t0)
     t, d, hh = model.backbone.num_tokens, cfg.model.dim, cfg.model.head_hidden
@@ -102,14 +104,16 @@ def train_throughput(cfg: TrainConfig, feats: Features, n: int, arm: str = "flui
     return rate, flops
 
 
-def latency_200(cfg: TrainConfig, feats: Features, compiled: bool, reps: int = 300) -> dict[str, float]:
-    """p50/p99 ms to score 200 candidates of one user with the eager model or a compiled Scorer."""
+def latency_200(cfg: RankerTrainConfig, feats: Features, backbone: str | None, reps: int = 300) -> dict[str, float]:
+    """p50/p99 ms to score 200 candidates of one user with the eager model (``backbone`` None) or
+    a compiled Scorer with that backbone choice (``fluidrec.ranker.inference``)."""
+    compiled = backbone is not None
     plan = build_arm("fluid")
     model = build_ranker(ranker_spec(cfg, feats, plan, plan.stages[-1]), feats.room_vocab).eval()
     batch = one_user_request(feats, 200)  # one user, 200 live rooms
     if not compiled:
         batch = serving_layout(batch)  # what the compiled Scorer does first: embed the one history once
-    scorer = compile_scorer(model) if compiled else model
+    scorer = compile_scorer(model, backbone=backbone) if compiled else model
     t0 = time.perf_counter()
     score(scorer, batch)  # the compiled scorer compiles on its first call
     first_s = time.perf_counter() - t0
@@ -123,6 +127,7 @@ def latency_200(cfg: TrainConfig, feats: Features, compiled: bool, reps: int = 3
     res = {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "first_call_s": first_s}
     if compiled:
         res["compiled"] = scorer.compiled  # False when inductor could not compile (no C++ compiler)
+        res["backbone"] = scorer.backbone
     return res
 
 
@@ -140,8 +145,9 @@ def main() -> int:
     rate, fwd = train_throughput(small, feats, args.n)
     demo_rate, _ = train_throughput(demo, feats, args.n)
     demo_base_rate, _ = train_throughput(demo, feats, args.n, arm="baseline")
-    eager = latency_200(small, feats, compiled=False)
-    fast = latency_200(small, feats, compiled=True)
+    eager = latency_200(small, feats, backbone=None)
+    fast = latency_200(small, feats, backbone="auto")  # the fused C backbone where its SIMD loops run (as serving)
+    plain = latency_200(small, feats, backbone="torch")  # compile_scorer's default
     achieved = rate * 3 * fwd  # backward ~ 2x forward
     res = {
         "samples_per_s": rate,
@@ -158,7 +164,10 @@ def main() -> int:
         "p99_target_ms": 10.0,
         "p99_ratio_to_target": fast["p99"] / 10.0,
         "scorer_compiled": fast["compiled"],
+        "scorer_backbone": fast["backbone"],
         "compile_seconds": fast["first_call_s"],
+        "torch_backbone_p50_ms_200": plain["p50"],
+        "torch_backbone_p99_ms_200": plain["p99"],
         "eager_p50_ms_200": eager["p50"],
         "eager_p99_ms_200": eager["p99"],
         "threads": args.threads,

@@ -11,8 +11,8 @@ import sysconfig
 
 import pytest
 
-from fluidrec.codes.rqkmeans import kernel_available as rq_kernel_available
-from fluidrec.ranker.fused import kernel_available as fused_kernel_available
+from fluidrec.codes.rqkmeans import kernel_built as rq_kernel_built
+from fluidrec.ranker.fused import kernel_built as fused_kernel_built
 
 
 def test_c_kernels_are_built_where_a_compiler_exists():
@@ -22,8 +22,8 @@ def test_c_kernels_are_built_where_a_compiler_exists():
     if shutil.which(cc) is None:
         pytest.skip(f"no C compiler ({cc}) on this machine")
     hint = "a C compiler is present but a kernel did not build; `python setup.py build_ext --inplace` shows why"
-    assert rq_kernel_available(), f"fluidrec.codes._rqkernel: {hint}"
-    assert fused_kernel_available(), f"fluidrec.ranker._fusedkernel: {hint}"
+    assert rq_kernel_built(), f"fluidrec.codes._rqkernel: {hint}"
+    assert fused_kernel_built(), f"fluidrec.ranker._fusedkernel: {hint}"
 
 
 def test_without_kernels_every_path_falls_back_to_torch():
@@ -33,9 +33,9 @@ def test_without_kernels_every_path_falls_back_to_torch():
 
     code = (
         "import numpy as np\n"
-        "from fluidrec.codes.rqkmeans import RQKMeans, encode_reference, kernel_available as rq\n"
-        "from fluidrec.ranker.fused import kernel_available as fused\n"
-        "assert not rq() and not fused()\n"
+        "from fluidrec.codes.rqkmeans import RQKMeans, encode_reference, kernel_built as rq, simd_available as rq_simd\n"
+        "from fluidrec.ranker.fused import kernel_built as fused, simd_available as fused_simd\n"
+        "assert not rq() and not fused() and not rq_simd() and not fused_simd()\n"
         "x = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)\n"
         "m = RQKMeans(levels=2, codebook_size=8, seed=0).fit(x)\n"
         "assert m.encode_path() == 'torch'\n"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fluidrec.codes import UNKNOWN_CODE, NgramSpec, prefix_ids, prefix_ids_reference
-from fluidrec.codes.ngram import level_rows, prime_at_most, row_ids_reference, row_ids_torch
+from fluidrec.codes.ngram import level_rows, ngram_mode, prime_at_most, row_ids_reference, row_ids_torch
 from fluidrec.errors import ConfigError, DataError
 
 
@@ -107,3 +107,9 @@ def test_hash_ids_is_pinned_splitmix64():
     from fluidrec.codes.ngram import hash_ids
 
     assert hash_ids(np.array([1, 2, 3, 10**12]), 100).tolist() == [65, 10, 53, 24]
+
+
+def test_scheme_names_have_one_spelling_and_the_earlier_one_is_mapped() -> None:
+    assert [ngram_mode(m) for m in ("prefix", "level", "prefix_ngram", "levelwise")] == ["prefix", "level", "prefix", "level"]
+    with pytest.raises(ConfigError, match="scheme must be one of \\('prefix', 'level'\\), got 'tree'"):
+        ngram_mode("tree")

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from fluidrec.codes import RQKMeans, encode_reference
-from fluidrec.codes.rqkmeans import _kernel, kernel_available
+from fluidrec.codes.rqkmeans import _kernel, kernel_built
 from fluidrec.errors import DataError
 
-pytestmark = pytest.mark.skipif(not kernel_available(), reason="C kernel not built (no C compiler at install); the torch path is tested elsewhere")
+# the plain-C loops run on any CPU, so these run wherever the kernel was built
+pytestmark = pytest.mark.skipif(not kernel_built(), reason="C kernel not built (no C compiler at install); the torch path is tested elsewhere")
 
 
 def _levels_argmax_numpy(scores: np.ndarray, cross: list[np.ndarray], levels: int, k: int) -> np.ndarray:

@@ -183,3 +183,13 @@ def test_encode_path_names_the_path_taken(data: np.ndarray) -> None:
     m.use_kernel = False
     assert m.encode_path() == "torch"
     assert RQKMeans(levels=2, codebook_size=8, normalize_residuals=True).encode_path() == "torch"  # level by level
+
+
+def test_the_kernel_is_chosen_only_where_its_simd_loops_run(data: np.ndarray, monkeypatch) -> None:
+    import fluidrec.codes.rqkmeans as rqkmeans
+
+    m = RQKMeans(levels=2, codebook_size=8, seed=0).fit(data)
+    want = m.encode(data)
+    monkeypatch.setattr(rqkmeans, "simd_available", lambda: False)  # a build or CPU without them
+    assert not rqkmeans.kernel_available() and m.encode_path() == "torch"
+    np.testing.assert_array_equal(m.encode(data), want)  # same codes on the torch path

@@ -50,3 +50,16 @@ def test_registered_in_main_cli():
     from fluidrec.cli import STAGE_CLIS
 
     assert "fluidrec.ranker.cli" in STAGE_CLIS
+
+
+def test_preset_names_the_size_and_config_still_works_with_a_note(capsys):
+    p = argparse.ArgumentParser()
+    ranker_cli.register(p.add_subparsers(dest="command"))
+    base = ["ranker", "train", "--dataset", "d", "--codes", "c", "--arm", "fluid", "--out", "o"]
+    assert p.parse_args(base).preset == "demo"
+    assert p.parse_args([*base, "--preset", "small"]).preset == "small"
+    assert "deprecated" not in capsys.readouterr().err
+    assert p.parse_args([*base, "--config", "small"]).preset == "small"  # the earlier flag name
+    assert "--config is deprecated, use --preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        p.parse_args([*base, "--config", "huge"])  # same choices as --preset

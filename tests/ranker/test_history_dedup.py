@@ -16,9 +16,9 @@ from fluidrec.ranker.model import build_ranker
 from fluidrec.ranker.tokens import (
     HistoryPool, RowGrid, TokenizerConfig, prefix_match_shares, prefix_match_shares_grouped,
 )  # fmt: skip
-from fluidrec.ranker.train import ModelConfig, TrainConfig, em3_loss, make_optimizers, ranker_spec, train_step
+from fluidrec.ranker.train import RankerModelConfig, RankerTrainConfig, em3_loss, make_optimizers, ranker_spec, update_step
 
-CFG = TrainConfig(batch_size=256, progress=False, model=ModelConfig(dim=16, layers=1, heads=2, head_hidden=16))
+CFG = RankerTrainConfig(batch_size=256, progress=False, model=RankerModelConfig(dim=16, layers=1, heads=2, head_hidden=16))
 LEVELS, N_CODES, K = 3, 5, 7
 
 
@@ -149,7 +149,7 @@ def test_history_pool_shared_equals_per_row_and_reference():
 
 
 @pytest.mark.parametrize("arm", ["fluid", "baseline", "gate_feature", "late_em3"])
-def test_ranker_outputs_and_train_step_are_the_same_with_shared_histories(arm, toy_features):
+def test_ranker_outputs_and_update_step_are_the_same_with_shared_histories(arm, toy_features):
     plan = build_arm(arm)
     torch.manual_seed(3)
     model = build_ranker(ranker_spec(CFG, toy_features, plan, plan.stages[-1]), toy_features.room_vocab)
@@ -176,7 +176,7 @@ def test_ranker_outputs_and_train_step_are_the_same_with_shared_histories(arm, t
     assert grads[0].keys() == grads[1].keys() and "tokenizer.history.codes.table.weight" in grads[0]
     for name, ga in grads[0].items():
         torch.testing.assert_close(ga, grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
-    train_step(model, shared, make_optimizers(model, CFG))  # and the step itself runs on shared histories
+    update_step(model, shared, make_optimizers(model, CFG))  # and the step itself runs on shared histories
 
 
 def _slate_features(toy: Features, slate: int = 6) -> Features:

@@ -7,13 +7,14 @@ import torch
 import fluidrec.ranker.inference as inference
 from fluidrec.errors import UsageError
 from fluidrec.ranker.arms import build_arm
-from fluidrec.ranker.fused import kernel_available
+import fluidrec.ranker.fused as fused
+from fluidrec.ranker.fused import FusedBackbone, kernel_available
 from fluidrec.ranker.evaluate import ScoringContext, score, score_candidates
 from fluidrec.ranker.inference import compile_scorer, serving_layout
 from fluidrec.ranker.model import build_ranker
-from fluidrec.ranker.train import ModelConfig, TrainConfig, ranker_spec
+from fluidrec.ranker.train import RankerModelConfig, RankerTrainConfig, ranker_spec
 
-CFG = TrainConfig(batch_size=256, progress=False, model=ModelConfig(dim=16, layers=2, heads=2, head_hidden=16))
+CFG = RankerTrainConfig(batch_size=256, progress=False, model=RankerModelConfig(dim=16, layers=2, heads=2, head_hidden=16))
 
 
 @pytest.fixture()
@@ -90,9 +91,9 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(model, toy_feature
     batch = toy_features.batch(slice(0, 30))
     with pytest.warns(RuntimeWarning, match=r"compiling the ranker failed \(RuntimeError: no C\+\+ compiler found\); scoring eagerly"):
         got = scorer(batch)
-    assert not scorer.compiled
-    assert all(layer.attention == "sdpa" for layer in scorer.model.backbone.layers)  # eager runs use SDPA
-    assert scorer.model.backbone.fused is None  # ... and the torch backbone
+    assert not scorer.compiled and scorer.backbone == "torch"
+    assert scorer._fast is scorer.model  # later calls run the eager reference ...
+    assert all(layer.attention == "sdpa" for layer in scorer.model.backbone.layers)  # ... with SDPA
     want = score(model, batch)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7)
@@ -105,9 +106,31 @@ def test_bad_input_raises_its_own_error_and_keeps_the_compiled_path(model, toy_f
     batch.slice_codes = batch.slice_codes[:, :1]  # wrong number of code levels
     with pytest.raises(UsageError, match="codes have 1 levels, the model expects 3"):
         scorer(batch)
-    assert scorer.compiled  # an input error is not a compiler failure
-    assert all(layer.attention == "pairwise" for layer in scorer.model.backbone.layers)
-    assert (scorer.model.backbone.fused is not None) == kernel_available()
+    assert scorer.compiled and scorer._compiled_fn is not None  # an input error is not a compiler failure
+    assert all(layer.attention == "pairwise" for layer in scorer._fast.backbone.layers)
+    assert all(layer.attention == "sdpa" for layer in model.backbone.layers)  # the trained model is not touched
+
+
+def test_the_backbone_choice_is_explicit(model, toy_features, monkeypatch):
+    assert compile_scorer(model, compile=False).backbone == "torch"  # the default runs anywhere
+    with pytest.raises(UsageError, match="backbone must be one of"):
+        compile_scorer(model, backbone="flash")
+    monkeypatch.setattr(fused, "simd_available", lambda: False)  # a CPU where the kernel's SIMD loops do not run
+    assert compile_scorer(model, compile=False, backbone="auto").backbone == "torch"
+    with pytest.raises(UsageError, match="cannot fuse the ranker backbone: the (kernel's SIMD loops do not run here|C kernels were not built)"):
+        compile_scorer(model, compile=False, backbone="fused")
+
+
+@pytest.mark.skipif(not kernel_available(), reason="the fused backbone runs only where its SIMD loops do (not built, or no AVX2/FMA)")
+def test_fused_scorer_matches_the_reference(model, toy_features):
+    scorer = compile_scorer(model, compile=False, backbone="auto", threads=2)
+    assert scorer.backbone == "fused" and isinstance(scorer._fast.backbone, FusedBackbone)
+    assert scorer._fast.backbone.threads == 2
+    assert type(scorer.model.backbone).__name__ == "Backbone" and type(model.backbone).__name__ == "Backbone"
+    batch = toy_features.batch(slice(0, 50))
+    got, want = scorer(batch), score(model, batch)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6)
 
 
 def test_score_candidates_accepts_a_scorer(model, toy):
@@ -144,14 +167,14 @@ def test_only_compiler_failures_fall_back_to_eager(model, toy_features, monkeypa
     scorer = compile_scorer(model, dynamic=True)
     assert seen == {"dynamic": True, "options": {"freezing": True, "cpp_wrapper": True}}
     eager_calls = []
-    original = scorer._probabilities
-    monkeypatch.setattr(scorer, "_probabilities", lambda *t: eager_calls.append(1) or original(*t))
+    original = inference._probabilities
+    monkeypatch.setattr(inference, "_probabilities", lambda *a: eager_calls.append(1) or original(*a))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(KeyError, match="a bug"):
             scorer(toy_features.batch(slice(0, 30)))
     assert eager_calls == [] and scorer.compiled and scorer._compiled_fn is not None
-    assert all(layer.attention == "pairwise" for layer in scorer.model.backbone.layers)
+    assert all(layer.attention == "pairwise" for layer in scorer._fast.backbone.layers)
 
 
 def test_a_compiler_that_cannot_run_falls_back_to_eager(model, toy_features, monkeypatch):

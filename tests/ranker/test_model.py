@@ -10,10 +10,10 @@ from fluidrec.ranker.backbone import token_swiglu, token_swiglu_reference
 from fluidrec.ranker.model import build_ranker, init_from, load_checkpoint, save_checkpoint
 from fluidrec.codes.ngram import row_ids_reference
 from fluidrec.ranker.tokens import CodeEmbedding, TokenizerConfig
-from fluidrec.ranker.train import TrainConfig, ModelConfig, make_optimizers, ranker_spec, train_plan, train_step
-from fluidrec.ranker.warmup import Stage, WarmupConfig, id_scale_at
+from fluidrec.ranker.train import RankerTrainConfig, RankerModelConfig, make_optimizers, ranker_spec, train_plan, update_step
+from fluidrec.ranker.warmup import WarmupStage, WarmupConfig, id_scale_at
 
-CFG = TrainConfig(batch_size=256, progress=False, model=ModelConfig(dim=16, layers=1, heads=2, head_hidden=16))
+CFG = RankerTrainConfig(batch_size=256, progress=False, model=RankerModelConfig(dim=16, layers=1, heads=2, head_hidden=16))
 
 
 def test_code_table_ids_follow_the_one_prefix_id_rule():
@@ -40,9 +40,9 @@ def test_every_single_stage_arm_lowers_its_loss(arm, toy_features):
     model = build_ranker(ranker_spec(CFG, toy_features, plan, plan.stages[0]), toy_features.room_vocab)
     batch = toy_features.batch(slice(0, 256))
     opts = make_optimizers(model, dataclasses.replace(CFG, lr=5e-3))
-    first, _ = train_step(model, batch, opts, 0.1 if arm == "late_em3" else 0.0)
+    first, _ = update_step(model, batch, opts, 0.1 if arm == "late_em3" else 0.0)
     for _ in range(8):
-        last, out = train_step(model, batch, opts, 0.1 if arm == "late_em3" else 0.0)
+        last, out = update_step(model, batch, opts, 0.1 if arm == "late_em3" else 0.0)
     assert float(last) < float(first)
     if arm.startswith("gate"):
         assert out["alpha"].shape == (256,) and ((out["alpha"] > 0) & (out["alpha"] < 1)).all()
@@ -61,7 +61,7 @@ def test_staged_arms_run_every_stage(toy_features):
 
 
 def test_phase_out_reaches_exact_zero_then_no_id_gradient(toy_features):
-    stage = Stage("s2", ("item_id", "slice"), 1.0, id_scale_from=1.0, id_scale_to=0.0, phase_end=0.5)
+    stage = WarmupStage("s2", ("item_id", "slice"), 1.0, id_scale_from=1.0, id_scale_to=0.0, phase_end=0.5)
     scales = [id_scale_at(stage, p) for p in np.linspace(0, 1, 11)]
     assert scales[0] == 1.0 and all(a >= b for a, b in zip(scales, scales[1:]))
     assert all(s == 0.0 for s in scales[5:]) and scales[4] > 0
@@ -70,11 +70,11 @@ def test_phase_out_reaches_exact_zero_then_no_id_gradient(toy_features):
     opts = make_optimizers(model, CFG)
     batch = toy_features.batch(slice(0, 128))
     model.tokenizer.id_scale.fill_(0.5)
-    train_step(model, batch, opts)
+    update_step(model, batch, opts)
     assert model.tokenizer.item_id.weight.grad is not None
     model.tokenizer.id_scale.fill_(0.0)
     before = model.tokenizer.item_id.weight.detach().clone()
-    _, out = train_step(model, batch, opts)
+    _, out = update_step(model, batch, opts)
     assert model.tokenizer.item_id.weight.grad is None
     assert torch.equal(model.tokenizer.item_id.weight, before)
     assert (out["g"] == 0).all()
@@ -116,4 +116,4 @@ def test_bad_arm_and_bad_config():
     with pytest.raises(UsageError):
         WarmupConfig(stage0=0.5, stage1=0.3, stage2=0.2, stage3=0.1)
     with pytest.raises(UsageError):
-        Stage("x", ("early",), 1.0)  # early token without a fusion kind
+        WarmupStage("x", ("early",), 1.0)  # early token without a fusion kind

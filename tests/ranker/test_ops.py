@@ -37,12 +37,20 @@ def _compare(fast, ref, params):
 
 
 def test_fused_code_table_matches_per_level_tables():
-    for scheme, dim in (("prefix_ngram", 12), ("levelwise", 13)):  # 13: not divisible by L -> projection
+    for scheme, dim in (("prefix", 12), ("level", 13)):  # 13: not divisible by L -> projection
         torch.manual_seed(1)
         emb = CodeEmbedding(TokenizerConfig(dim=dim, num_codes=8, levels=3, scheme=scheme, code_rows_cap=40))
         codes = torch.randint(0, 9, (5, 4, 3))  # includes an unseen code value (8): the unknown row
         _compare(emb(codes), emb.forward_reference(codes), list(emb.parameters()))
         assert emb.level_table(2).shape == (emb.rows[2] + 1, emb.level_dim)
+
+
+def test_an_old_checkpoints_scheme_name_loads_as_the_one_spelling():
+    from fluidrec.ranker.arms import build_arm
+
+    assert TokenizerConfig(scheme="levelwise").scheme == "level"  # as saved by earlier versions
+    assert TokenizerConfig(scheme="prefix_ngram") == TokenizerConfig()  # the same config, same tables
+    assert build_arm("fluid_levelwise").scheme == "level" and build_arm("fluid").scheme == "prefix"
 
 
 def test_history_pool_matches_textbook_attention():

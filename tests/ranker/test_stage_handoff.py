@@ -11,10 +11,10 @@ import fluidrec.ranker.train as train_mod
 from fluidrec.errors import ConfigError
 from fluidrec.ranker.arms import build_arm
 from fluidrec.ranker.optim_state import optimizer_state_by_name, restore_optimizer_state
-from fluidrec.ranker.train import ModelConfig, TrainConfig, train_plan
-from fluidrec.ranker.warmup import Stage, WarmupConfig
+from fluidrec.ranker.train import RankerModelConfig, RankerTrainConfig, train_plan
+from fluidrec.ranker.warmup import WarmupStage, WarmupConfig
 
-CFG = TrainConfig(batch_size=256, progress=False, model=ModelConfig(dim=16, layers=1, heads=2, head_hidden=16))
+CFG = RankerTrainConfig(batch_size=256, progress=False, model=RankerModelConfig(dim=16, layers=1, heads=2, head_hidden=16))
 
 
 def _adam_after_steps(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
@@ -71,4 +71,4 @@ def test_converging_stage_is_deterministic_and_checked(toy_features):
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(v, w), k
     with pytest.raises(ConfigError, match="constant ID scale"):
-        Stage("s", ("item_id",), max_epochs=2, id_scale_from=1.0, id_scale_to=0.0)
+        WarmupStage("s", ("item_id",), max_epochs=2, id_scale_from=1.0, id_scale_to=0.0)

@@ -10,7 +10,7 @@ from fluidrec.ranker.evaluate import predict
 from fluidrec.ranker.features import _ROW_ARRAYS
 from fluidrec.ranker.model import build_ranker
 from fluidrec.ranker.streaming import stream_predict
-from fluidrec.ranker.train import TrainConfig, ModelConfig, ranker_spec
+from fluidrec.ranker.train import RankerTrainConfig, RankerModelConfig, ranker_spec
 from fluidrec.metrics import logloss
 
 
@@ -27,7 +27,7 @@ def _test_part_twice(feats):
 
 
 def test_first_sight_is_scored_before_training(toy_features):
-    cfg = TrainConfig(batch_size=len(toy_features) - toy_features.n_train, sparse_lr=0.5, lr=0.05, model=ModelConfig(dim=8, layers=1, heads=1, head_hidden=8), progress=False)
+    cfg = RankerTrainConfig(batch_size=len(toy_features) - toy_features.n_train, sparse_lr=0.5, lr=0.05, model=RankerModelConfig(dim=8, layers=1, heads=1, head_hidden=8), progress=False)
     feats = _test_part_twice(toy_features)
     n_test = len(toy_features) - toy_features.n_train
     model = _model(feats, cfg)
@@ -42,7 +42,7 @@ def test_first_sight_is_scored_before_training(toy_features):
 
 
 def test_streaming_trains_in_place_and_is_deterministic(toy_features):
-    cfg = TrainConfig(batch_size=256, model=ModelConfig(dim=8, layers=1, heads=1, head_hidden=8), progress=False)
+    cfg = RankerTrainConfig(batch_size=256, model=RankerModelConfig(dim=8, layers=1, heads=1, head_hidden=8), progress=False)
     rows = slice(toy_features.n_train, len(toy_features))
     runs = []
     for _ in range(2):

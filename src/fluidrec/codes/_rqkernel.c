@@ -143,6 +143,17 @@ DEFINE_ROWS(rows_plain, , argmax_plain)
 DEFINE_ROWS(rows_avx2, __attribute__((target("avx2"))), argmax_avx2)
 #endif
 
+/* 1 where the AVX2/FMA loops were compiled in and this CPU runs them, else 0. fluidrec
+ * encodes with this kernel only then: its plain-C loops are slower than the torch path. */
+int64_t fluidrec_rq_simd(void) {
+#ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 /* codes[b, l] for b < n, l < levels (levels <= MAX_LEVELS).
  *   scores: (n, levels * k) row-major, as above.
  *   cross:  for each level l >= 1, an (l * k, k) block (rows j * k + c hold <c_{j,c}, c_{l,.}>),
@@ -181,11 +192,7 @@ int64_t fluidrec_rq_encode(const float *x, int64_t n, int64_t d, int64_t ldx, co
     float *scores = malloc(sizeof(float) * GR * stride);
     float *tail = calloc((size_t)(GR * d), sizeof(float));
     if (!scores || !tail) { free(scores); free(tail); return -2; }
-    int avx2 = 0;
-#ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    avx2 = allow_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
+    int avx2 = allow_simd && fluidrec_rq_simd();
     int64_t bad = -1;
     for (int64_t b = 0; b < n && bad < 0; b += GR) {
         int64_t rows = n - b < GR ? n - b : GR;

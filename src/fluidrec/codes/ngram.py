@@ -38,8 +38,22 @@ from fluidrec.errors import DataError, check
 if TYPE_CHECKING:  # torch is imported where used: `codes stats` and the numpy paths stay light
     import torch
 
-MODES = ("prefix", "level")
+MODES = ("prefix", "level")  # the scheme names everywhere (the ranker's TokenizerConfig.scheme too)
+# Earlier spellings of the same two schemes (the ranker's "prefix_ngram"/"levelwise"), still
+# found in saved checkpoints and run configs; ``ngram_mode`` maps them, here and nowhere else.
+OLD_MODE_NAMES = {"prefix_ngram": "prefix", "levelwise": "level"}
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def ngram_mode(name: str) -> str:
+    """``name`` as one of ``MODES`` (an earlier spelling in ``OLD_MODE_NAMES`` is mapped).
+
+    Raises:
+        ConfigError: any other name.
+    """
+    mode = OLD_MODE_NAMES.get(name, name)
+    check(mode in MODES, f"scheme must be one of {MODES}, got {name!r}")
+    return mode
 
 
 def prime_at_most(n: int) -> int:
@@ -260,5 +274,5 @@ class NgramSpec:
                 rates.append(0.0)
                 continue
             _, inverse, counts = np.unique(distinct % n_rows, return_inverse=True, return_counts=True)
-            rates.append(float((counts[inverse.reshape(-1)] > 1).sum() / len(distinct)))
+            rates.append(float((counts[inverse.reshape(-1)] > 1).sum() / len(distinct)))  # inverse (n_distinct,)
         return rates

@@ -108,7 +108,7 @@ def child_codes(topics: np.ndarray, branching: Sequence[int] | None = None, *, s
         k = np.arange(len(uniq))
         first = np.r_[True, uniq[1:, 0] != uniq[:-1, 0]] if len(uniq) else np.zeros(0, bool)
         rank = k - np.maximum.accumulate(np.where(first, k, 0))
-        inverse = inverse.reshape(-1)
+        inverse = inverse.reshape(-1)  # (n,)
         codes[:, lv] = rank[inverse]
         path = inverse
     return codes, max(int(codes.max()) + 1 if n else 0, 2)

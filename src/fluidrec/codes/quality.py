@@ -90,7 +90,7 @@ def collision_stats(codes: np.ndarray) -> tuple[float, float]:
     """
     _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     n = len(codes)
-    shared = counts[inverse.reshape(-1)] > 1
+    shared = counts[inverse.reshape(-1)] > 1  # inverse (n,)
     return float(shared.sum() / n), float(len(counts) / n)
 
 

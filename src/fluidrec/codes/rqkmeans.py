@@ -12,7 +12,7 @@ Encoding is one GEMM per block of rows against all levels' codewords, then a per
 argmax with the earlier levels' choices subtracted through precomputed cross-level
 tables (``_encode_block_table``), done block by block so peak extra memory is a few
 blocks, not a copy of x. A small C kernel (``_rqkernel.c``, built by setup.py) runs the
-GEMM and the argmax together when it is available, else torch runs the GEMM and NumPy the
+GEMM and the argmax together where it was built and its SIMD loops run, else torch runs the GEMM and NumPy the
 argmax; both are tested against the plain NumPy ``encode_reference``.
 
 Shapes: n vectors, D width, L levels, K codebook size, B rows per encode block.
@@ -158,7 +158,7 @@ def _kmeans_faiss(faiss: Any, x: np.ndarray, k: int, cfg: RQKMeansConfig, seed: 
         params.verbose = False
         clus = faiss.Clustering(d, k, params)
         clus.train(x, faiss.IndexFlatL2(d))
-    return faiss.vector_to_array(clus.centroids).reshape(k, d).astype(np.float32)
+    return faiss.vector_to_array(clus.centroids).reshape(k, d).astype(np.float32)  # (K, D)
 
 
 _KERNEL: Any = None
@@ -170,6 +170,7 @@ class _Kernel:
 
     levels_argmax: Any  # (scores, n, levels, k, cross, codes) -> first bad row or -1 (tests use it)
     encode: Any  # (x, n, d, ldx, packed, bias, levels, k, cross, codes, allow_simd) -> first bad row, -1 or -2
+    simd: bool  # the SIMD loops were compiled in and this CPU runs them (fluidrec_rq_simd)
 
 
 def _kernel() -> _Kernel | None:
@@ -183,15 +184,28 @@ def _kernel() -> _Kernel | None:
             {
                 "fluidrec_rq_levels_argmax": (["p", "i", "i", "i", "p", "p"], "i"),
                 "fluidrec_rq_encode": (["p", "i", "i", "i", "p", "p", "i", "i", "p", "p", "i"], "i"),
+                "fluidrec_rq_simd": ([], "i"),
             },
         )
-        _KERNEL = _Kernel(fns["fluidrec_rq_levels_argmax"], fns["fluidrec_rq_encode"]) if fns else False
+        _KERNEL = _Kernel(fns["fluidrec_rq_levels_argmax"], fns["fluidrec_rq_encode"], bool(fns["fluidrec_rq_simd"]())) if fns else False
     return _KERNEL or None
 
 
-def kernel_available() -> bool:
-    """Whether ``encode`` uses the C kernel (else the torch/NumPy path, same codes)."""
+def kernel_built() -> bool:
+    """Whether the C kernel was built (its plain-C loops run on any CPU; tests use them)."""
     return _kernel() is not None
+
+
+def simd_available() -> bool:
+    """Whether the kernel's SIMD loops were compiled in and this CPU runs them (the C side says)."""
+    kernel = _kernel()
+    return kernel is not None and kernel.simd
+
+
+def kernel_available() -> bool:
+    """Whether ``encode`` may choose the C kernel: built, with its SIMD loops running (its
+    plain-C loops are slower than the torch/NumPy path, which gives the same codes)."""
+    return simd_available()
 
 
 def _normalize_rows(r: torch.Tensor) -> torch.Tensor:
@@ -376,7 +390,10 @@ class RQKMeans:
         return codes.numpy(), errors
 
     def encode_path(self) -> str:
-        """"C kernel" where encode runs the optional C kernel, else "torch" (same codes, slower)."""
+        """"C kernel" where encode runs the optional C kernel, else "torch" (same codes).
+
+        The kernel is chosen only where its SIMD loops run (``kernel_available()``) and
+        ``use_kernel`` is set (False: always the torch/NumPy path)."""
         cfg = self.config
         fast = self.use_kernel and not cfg.normalize_residuals and cfg.levels <= 64  # 64: the kernel's level cap
         return "C kernel" if fast and kernel_available() else "torch"
@@ -398,7 +415,7 @@ class RQKMeans:
             state["offsets"] = torch.arange(L, dtype=torch.int64) * K  # (L,)
             kernel = state["kernel"] = _kernel() if self.encode_path() == "C kernel" else None
             if kernel is not None:
-                blocks = [c.reshape(-1) for c in state["cross"][1:]]  # read back to back by the kernel
+                blocks = [c.reshape(-1) for c in state["cross"][1:]]  # (l*K*K,) per level l >= 1, read back to back by the kernel
                 state["cross_flat"] = torch.cat(blocks) if blocks else torch.zeros(1)
                 state["packed"] = pack_panels(state["all_t"])  # the codewords in the GEMM's panel order
                 state["bias"] = torch.zeros(state["packed"].numel() // D)  # zero on the padding columns
@@ -557,7 +574,7 @@ def _reseed_dead(x: np.ndarray, cents: np.ndarray, normalize: bool) -> tuple[np.
     dist = torch.addmm((ct * ct).sum(1), xt, ct.T, alpha=-2.0)  # (m, K)
     best, idx = dist.min(dim=1)
     counts = torch.bincount(idx, minlength=ct.shape[0])
-    dead = torch.nonzero(counts == 0).flatten()
+    dead = torch.nonzero(counts == 0).flatten()  # (n_dead,)
     if len(dead) == 0:
         return cents, 0
     err = best + (xt * xt).sum(1)  # squared error of each point

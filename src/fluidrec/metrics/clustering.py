@@ -28,14 +28,14 @@ import numpy as np
 
 def _contingency(labels_true: np.ndarray, labels_pred: np.ndarray) -> np.ndarray:
     """(C, K) counts of items per (true class, predicted cluster), dense over the values present."""
-    t = np.asarray(labels_true).reshape(-1)
-    p = np.asarray(labels_pred).reshape(-1)
+    t = np.asarray(labels_true).reshape(-1)  # (n,)
+    p = np.asarray(labels_pred).reshape(-1)  # (n,)
     if len(t) != len(p):
         raise ValueError(f"labels_true has {len(t)} items, labels_pred {len(p)}")
     _, ti = np.unique(t, return_inverse=True)
     _, pi = np.unique(p, return_inverse=True)
     c, k = (int(ti.max()) + 1, int(pi.max()) + 1) if len(t) else (0, 0)
-    return np.bincount(ti.reshape(-1) * k + pi.reshape(-1), minlength=c * k).reshape(c, k)
+    return np.bincount(ti.reshape(-1) * k + pi.reshape(-1), minlength=c * k).reshape(c, k)  # (n,) index pairs -> (C, K)
 
 
 def purity(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
@@ -83,4 +83,4 @@ def prefix_labels(paths: np.ndarray, depth: int) -> np.ndarray:
     if len(paths) == 0:
         return np.zeros(0, dtype=np.int64)
     _, inverse = np.unique(paths[:, :depth], axis=0, return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64)
+    return inverse.reshape(-1).astype(np.int64)  # (n,)

@@ -30,6 +30,8 @@ _EXPORTS = {
     "load_or_build_features": "features",
     "DEFAULT_TASKS": "heads",
     "Task": "heads",
+    "FusedBackbone": "fused",
+    "fuse_backbone": "fused",
     "Scorer": "inference",
     "compile_scorer": "inference",
     "Ranker": "model",
@@ -41,21 +43,21 @@ _EXPORTS = {
     "PeerConfig": "peers",
     "evaluate_peer": "peers",
     "train_peer": "peers",
-    "ModelConfig": "train",
-    "TrainConfig": "train",
+    "RankerModelConfig": "train",
+    "RankerTrainConfig": "train",
     "ranker_demo": "train",
     "ranker_small": "train",
     "train_arm": "train",
-    "Stage": "warmup",
+    "WarmupStage": "warmup",
     "WarmupConfig": "warmup",
     "fluid_stages": "warmup",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
-    "ARMS", "ArmPlan", "Batch", "DEFAULT_TASKS", "FeatureConfig", "Features", "ModelConfig", "PeerConfig", "Ranker",
-    "RankerSpec", "Scorer", "ScoringContext", "Stage", "Task", "TrainConfig", "WarmupConfig", "build_arm",
-    "build_features", "build_ranker", "compile_scorer", "evaluate_model", "evaluate_peer", "fluid_stages", "init_from", "load_checkpoint",
-    "load_or_build_features", "predict", "ranker_demo", "ranker_small", "save_checkpoint", "score",
-    "score_candidates", "train_arm", "train_peer",
+    "ARMS", "ArmPlan", "Batch", "DEFAULT_TASKS", "FeatureConfig", "Features", "FusedBackbone", "PeerConfig", "Ranker",
+    "RankerModelConfig", "RankerSpec", "RankerTrainConfig", "Scorer", "ScoringContext", "Task", "WarmupConfig", "WarmupStage",
+    "build_arm", "build_features", "build_ranker", "compile_scorer", "evaluate_model", "evaluate_peer", "fluid_stages",
+    "fuse_backbone", "init_from", "load_checkpoint", "load_or_build_features", "predict", "ranker_demo", "ranker_small",
+    "save_checkpoint", "score", "score_candidates", "train_arm", "train_peer",
 ]  # fmt: skip

@@ -176,6 +176,10 @@ static int simd_available(int64_t allow_simd) {
 #endif
 }
 
+/* 1 where the AVX2/FMA loops were compiled in and this CPU runs them, else 0. fluidrec
+ * chooses this kernel only then: its plain-C loops are slower than torch's backbone. */
+int64_t fluidrec_backbone_simd(void) { return simd_available(1); }
+
 /* attention() on its own (tests check it against SDPA); allow_simd 0 forces the plain loop.
  * Returns 0, or -1 when the scratch buffer cannot be allocated. */
 int64_t fluidrec_token_attention(const float *qkv, int64_t b, int64_t t, int64_t heads, int64_t e, float *out, int64_t allow_simd) {

@@ -26,22 +26,30 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from fluidrec.codes.ngram import ngram_mode
 from fluidrec.errors import UsageError
-from fluidrec.ranker.warmup import Stage, WarmupConfig, fluid_stages, validate_stages
+from fluidrec.ranker.warmup import WarmupConfig, WarmupStage, fluid_stages, validate_stages
 
 
 @dataclasses.dataclass(frozen=True)
 class ArmPlan:
-    """An arm: its stages and the code-embedding variant it uses."""
+    """An arm: its stages and the code-embedding variant it uses.
+
+    Args:
+        scheme: code-id scheme, a ``fluidrec.codes.ngram.MODES`` name ("prefix" or "level").
+    """
 
     name: str
-    stages: tuple[Stage, ...]
-    scheme: str = "prefix_ngram"
+    stages: tuple[WarmupStage, ...]
+    scheme: str = "prefix"
     shared_code_tables: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scheme", ngram_mode(self.scheme))  # frozen; maps an earlier spelling
 
 
 def _single(name: str, tokens: tuple[str, ...], **kw) -> ArmPlan:
-    return ArmPlan(name, (Stage(name, tokens, 1.0, init=False, **kw),))
+    return ArmPlan(name, (WarmupStage(name, tokens, 1.0, init=False, **kw),))
 
 
 def baseline_arm(w: WarmupConfig) -> ArmPlan:
@@ -89,7 +97,7 @@ def fluid_id_back_arm(w: WarmupConfig) -> ArmPlan:
 
 
 def fluid_levelwise_arm(w: WarmupConfig) -> ArmPlan:
-    return ArmPlan("fluid_levelwise", tuple(fluid_stages(w)), scheme="levelwise")
+    return ArmPlan("fluid_levelwise", tuple(fluid_stages(w)), scheme="level")
 
 
 def fluid_shared_arm(w: WarmupConfig) -> ArmPlan:
@@ -107,7 +115,7 @@ def _truncated_fluid(name: str, w: WarmupConfig, keep: int) -> ArmPlan:
     last = stages[-1]
     # once the ID multiplier is exactly zero, the ID token is gone: keep only the others
     tokens = tuple(t for t in last.tokens if not (t == "item_id" and last.id_scale_to == 0.0))
-    online = Stage(f"online_{last.name}", tokens, rest - last.fraction)
+    online = WarmupStage(f"online_{last.name}", tokens, rest - last.fraction)
     return ArmPlan(name, (*stages, online))
 
 

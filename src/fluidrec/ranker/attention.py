@@ -4,8 +4,9 @@
 - ``"pairwise"``: broadcast products and sums, which fuse into one loop under ``torch.compile``
   (faster than SDPA at the ranker's few tokens when compiled; see ``benchmarks/ranker.py``).
 
-Both give the same result up to float rounding (tests compare them). Compiled inference
-normally skips both and runs the whole backbone as one C call (``fluidrec.ranker.fused``),
+Both give the same result up to float rounding (tests compare them). A compiled scorer
+runs the pairwise form (``fluidrec.ranker.backbone.with_attention``), or, with the fused
+backbone chosen, neither: the whole backbone as one C call (``fluidrec.ranker.fused``),
 whose attention is tested against SDPA too.
 
 Example:

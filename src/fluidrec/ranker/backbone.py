@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fluidrec.errors import check
-from fluidrec.ranker.attention import attend
+from fluidrec.ranker.attention import FORMS, attend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,13 +66,11 @@ def token_swiglu_reference(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor)
 
 
 class Layer(nn.Module):
-    def __init__(self, cfg: BackboneConfig, num_tokens: int) -> None:
+    def __init__(self, cfg: BackboneConfig, num_tokens: int, attention: str = "sdpa") -> None:
         super().__init__()
         d, f = cfg.dim, cfg.dim * cfg.ffn_mult
         self.heads = cfg.heads
-        # attention form (fluidrec.ranker.attention): SDPA for training and eager scoring;
-        # compiled inference switches to a faster one with the same results
-        self.attention = "sdpa"
+        self.attention = attention  # a form of fluidrec.ranker.attention (see Backbone)
         self.norm1 = nn.RMSNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
@@ -87,27 +86,28 @@ class Layer(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Stack of token-fusion / token-boost layers over T tokens with learned token-type vectors."""
+    """Stack of token-fusion / token-boost layers over T tokens with learned token-type vectors.
 
-    def __init__(self, cfg: BackboneConfig, num_tokens: int) -> None:
+    Args:
+        cfg: sizes.
+        num_tokens: T.
+        attention: the attention form of every layer (``fluidrec.ranker.attention.FORMS``):
+            SDPA for training and eager scoring; a compiled scorer builds a pairwise copy
+            with ``with_attention`` (same results, faster once compiled).
+    """
+
+    def __init__(self, cfg: BackboneConfig, num_tokens: int, *, attention: str = "sdpa") -> None:
         super().__init__()
         check(num_tokens >= 1, "the backbone needs at least one token")
+        check(attention in FORMS, f"attention must be one of {FORMS}, got {attention!r}")
         self.cfg = cfg
         self.num_tokens = num_tokens
+        self.attention = attention
         self.tok_type = nn.Parameter(torch.randn(num_tokens, cfg.dim) * 0.02)
-        self.layers = nn.ModuleList(Layer(cfg, num_tokens) for _ in range(cfg.layers))
+        self.layers = nn.ModuleList(Layer(cfg, num_tokens, attention) for _ in range(cfg.layers))
         self.norm = nn.RMSNorm(cfg.dim)
-        # inference only: the weights packed for the fused C forward (fluidrec.ranker.fused);
-        # a compiled Scorer sets it on its own frozen copy
-        self.fused: torch.Tensor | None = None
-        self.fused_threads = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused is not None:
-            from fluidrec.ranker.fused import backbone_forward, norm_eps
-
-            c = self.cfg
-            return backbone_forward(x, self.fused, c.heads, c.dim * c.ffn_mult, c.layers, norm_eps(self), self.fused_threads)
         x = x + self.tok_type  # (B, T, D)
         for layer in self.layers:
             x = layer(x)
@@ -118,3 +118,14 @@ class Backbone(nn.Module):
         t, d, f = self.num_tokens, self.cfg.dim, self.cfg.dim * self.cfg.ffn_mult
         per_layer = 2 * t * d * 3 * d + 2 * t * d * d + 2 * 2 * t * t * d + 2 * t * d * 2 * f + 2 * t * f * d
         return self.cfg.layers * per_layer
+
+
+def with_attention(backbone: Backbone, form: str) -> Backbone:
+    """A copy of ``backbone`` (weights copied; ``backbone`` is not changed) whose layers use
+    attention ``form``."""
+    check(form in FORMS, f"attention must be one of {FORMS}, got {form!r}")
+    out = copy.deepcopy(backbone)  # a copy, not a rebuild: keeps every setting and draws no random numbers
+    out.attention = form
+    for layer in out.layers:
+        layer.attention = form
+    return out

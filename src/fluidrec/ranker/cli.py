@@ -17,7 +17,17 @@ from fluidrec.utils.cli import add_json_flag, emit, finite_float, positive_int, 
 
 SLICE_CODES = "slice_codes.parquet"
 ROOM_CODES = "room_codes.parquet"
-CONFIGS = ("demo", "small")
+PRESETS = ("demo", "small")  # model size presets: ranker_demo(), ranker_small()
+
+
+class _DeprecatedAlias(argparse.Action):
+    """``--config``, the earlier name of ``--preset``: still works, with a note on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        import sys
+
+        print(f"fluidrec: {option_string} is deprecated, use --preset (same values)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _codes_paths(codes_dir: str) -> tuple[Path, Path]:
@@ -55,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
     build_arm(args.arm)  # fail on a bad arm name before touching the output directory
     slice_codes, room_codes = _codes_paths(args.codes)
     out = prepare_out_dir(args.out, args.force)
-    cfg = ranker_demo() if args.config == "demo" else ranker_small()
+    cfg = ranker_demo() if args.preset == "demo" else ranker_small()
     feats = dataclasses.replace(cfg.features, test_fraction=args.test_fraction, test_days=args.test_days)
     cfg = dataclasses.replace(
         cfg,
@@ -121,7 +131,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--codes", required=True, help=f"directory with {SLICE_CODES} and {ROOM_CODES}")
     t.add_argument("--arm", required=True, help=f"one of: {', '.join(ARMS)}; peers: {', '.join(PEER_ARMS)}")
     t.add_argument("--out", required=True, help="output directory")
-    t.add_argument("--config", choices=CONFIGS, default="demo", help="model size preset (default demo)")
+    t.add_argument("--preset", choices=PRESETS, default="demo", help="model size preset (default demo)")
+    t.add_argument("--config", dest="preset", choices=PRESETS, action=_DeprecatedAlias, help=argparse.SUPPRESS)
     t.add_argument("--seed", type=seed_int, default=0, help="random seed, an integer in [0, 2^31) (default 0)")
     t.add_argument("--epochs", type=positive_int, default=1, help="passes over the stream (default 1, online)")
     t.add_argument("--batch-size", type=positive_int, default=None)

@@ -206,8 +206,8 @@ class ScoringContext:
             "exposure": np.zeros(b, np.float32) if exposure is None else np.asarray(exposure, np.float32),
             "author": hash_ids(author, self.author_buckets),
             "item": model.room_index(room_ids),
-            "slice_codes": np.asarray(slice_codes, np.int64).reshape(b, levels),
-            "room_codes": np.asarray(room_codes, np.int64).reshape(b, levels),
+            "slice_codes": np.asarray(slice_codes, np.int64).reshape(b, levels),  # (B, L)
+            "room_codes": np.asarray(room_codes, np.int64).reshape(b, levels),  # (B, L)
             "hist_codes": hist,
             "hist_mask": mask,
         }

@@ -3,25 +3,34 @@
 ``compile_scorer(model)`` snapshots the model and compiles its forward pass with
 ``torch.compile`` (inductor, weights frozen as constants, a C++ wrapper around the
 kernels). Eager PyTorch spends most of a 200-candidate request on per-op overhead for
-these small tensors. In the compiled graph the backbone is one call of a C kernel
-(``fluidrec.ranker.fused``: all layers, two threads over halves of the batch) where it was
-built and the widths fit, else the torch backbone with its pairwise attention, which
-fuses; the tokenizer and heads are inductor kernels. ``benchmarks/ranker.py`` prints both
-latencies.
+these small tensors. Which backbone the compiled copy runs is chosen explicitly:
 
-The first call for each batch size compiles (about 10-40 s on 2 cores; inductor caches
+- ``backbone="torch"`` (default): the torch backbone with its pairwise attention
+  (``fluidrec.ranker.backbone.with_attention``), which fuses under inductor; runs anywhere.
+- ``backbone="fused"`` (opt-in): the whole backbone as one C call
+  (``fluidrec.ranker.fused.fuse_backbone``: all layers, the kernel's own threads over
+  slices of the batch). Refused with the reason where its SIMD loops do not run or the
+  widths do not fit (``fluidrec.ranker.fused.unsupported_reason``).
+- ``backbone="auto"``: ``"fused"`` where it can run, else ``"torch"``; ``Scorer.backbone``
+  says which was chosen.
+
+The tokenizer and heads are inductor kernels either way. The trained model is never
+changed: the scorer keeps a frozen eager copy (the reference, SDPA attention) and a fast
+copy with the swapped backbone. ``benchmarks/ranker.py`` prints the latencies.
+
+The first call for each batch size compiles (tens of seconds on 2 cores; inductor caches
 the result on disk for later processes). Serving usually scores a fixed number of
-candidates, so graphs are specialised to the batch size by default (measured on the
-earlier, all-torch scorer: p50 8.3 vs 8.9 ms for one graph shared by all sizes,
-``dynamic=True``); torch's recompile limit
+candidates, so graphs are specialised to the batch size by default (one graph shared by
+all sizes, ``dynamic=True``, was slower per call on the earlier, all-torch scorer); torch's recompile limit
 (8 graphs) then applies, past which calls run eagerly. A batch whose rows all have one
 history (one user's candidates) is scored with that history stored once
 (``serving_layout``), any other with one history per row: two graphs per size at most.
 Compilation needs a C++ compiler; where it fails the scorer warns once and scores
-eagerly, so a scorer always works.
+eagerly with the reference copy, so a scorer always works.
 
 Example:
     >>> scorer = compile_scorer(load_checkpoint("runs/fluid/model.pt"))
+    >>> fast = compile_scorer(model, backbone="auto", threads=2)   # the C backbone where its SIMD path runs
     >>> p = scorer(batch)["click"]                      # (B,) probabilities
     >>> p = score_candidates(scorer, ctx, user_ids=7, room_ids=live, slice_codes=sc, room_codes=rc, t_ms=t)
 """
@@ -38,11 +47,14 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fluidrec.errors import UsageError
+from fluidrec.ranker.backbone import with_attention
 from fluidrec.ranker.batching import Batch
-from fluidrec.ranker.fused import pack_backbone, unsupported_reason
+from fluidrec.ranker.fused import fuse_backbone, unsupported_reason
 from fluidrec.ranker.model import Ranker
 
 
+BACKBONES = ("torch", "fused", "auto")  # see the module docstring
 _BATCH_TENSORS = tuple(f.name for f in dataclasses.fields(Batch) if f.name != "labels")
 _INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
 # What a failed compilation raises: torch wraps compiler failures in RuntimeError subclasses
@@ -55,9 +67,7 @@ _COMPILE_ERRORS = (RuntimeError, OSError)
 
 @contextlib.contextmanager
 def _torch_threads(n: int | None):
-    """torch's own ops on n threads for the block (None: unchanged). With the fused backbone
-    running its own two threads, torch's OpenMP threads would spin-wait after each of their
-    parallel regions and take the cores from it (measured 50% slower)."""
+    """torch's own ops on n threads for the block (None: unchanged); see ``Scorer._run``."""
     if n is None or n == torch.get_num_threads():  # the usual case when serving: nothing to switch
         yield
         return
@@ -84,47 +94,43 @@ class Scorer:
         model: a trained ranker; later changes to it do not reach the scorer (snapshot).
         compile: compile with inductor (False: eager, same numbers up to float rounding).
         dynamic: one compiled graph for every batch size instead of one per size (slower).
+        backbone: ``"torch"``, ``"fused"`` or ``"auto"`` (see the module docstring).
+        threads: threads of the fused backbone kernel (None: ``torch.get_num_threads()``).
 
     Attributes:
         compiled: whether calls currently run the compiled graph.
+        backbone: the backbone the fast copy runs, ``"torch"`` or ``"fused"``.
         tasks: task names, in the order of the returned dict.
+
+    Raises:
+        UsageError: an unknown ``backbone``, or ``"fused"`` where the kernel cannot run.
     """
 
-    def __init__(self, model: Ranker, *, compile: bool = True, dynamic: bool = False) -> None:
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+    def __init__(
+        self, model: Ranker, *, compile: bool = True, dynamic: bool = False, backbone: str = "torch", threads: int | None = None
+    ) -> None:
+        if backbone not in BACKBONES:
+            raise UsageError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+        self.model = _frozen(copy.deepcopy(model))  # the eager reference (SDPA), also the fallback
+        if backbone == "auto":
+            backbone = "fused" if unsupported_reason(self.model.backbone) is None else "torch"
+        self.backbone = backbone
         self.tasks = tuple(t.name for t in self.model.tasks)
         self.compiled = compile
+        self._fast = _fast_copy(self.model, backbone, compile, torch.get_num_threads() if threads is None else threads)
         self._compiled_fn: Callable[..., torch.Tensor] | None = None
-        self._packed: torch.Tensor | None = None
         if compile:
             ir_log = logging.getLogger("torch._inductor.ir")
             if not any(isinstance(f, _DropShimNotice) for f in ir_log.filters):
                 ir_log.addFilter(_DropShimNotice())
-            bb = self.model.backbone
-            self._packed = pack_backbone(bb) if unsupported_reason(bb) is None else None
-            bb.fused_threads = torch.get_num_threads()
-            self._set_compiled_forms(True)
             # freezing: weights become constants (prepacked for MKL); cpp_wrapper: the graph's kernel
             # calls run from C++ rather than Python. Given as compile options, not a config patch
-            # around every call: the patch cost a tenth of a 200-candidate call and only matters
-            # when a graph is compiled.
-            self._compiled_fn = torch.compile(self._probabilities, dynamic=dynamic, options=_INDUCTOR_OPTIONS)
+            # around every call: the patch cost a visible share of a 200-candidate call and only
+            # matters when a graph is compiled.
+            self._compiled_fn = torch.compile(self._fast_probabilities, dynamic=dynamic, options=_INDUCTOR_OPTIONS)
 
-    def _set_compiled_forms(self, on: bool) -> None:
-        """Compiled graphs run the backbone as one C call (fluidrec.ranker.fused) where it was
-        built and fits, else the pairwise attention, which fuses; eager runs use SDPA."""
-        bb = self.model.backbone
-        bb.fused = self._packed if on else None
-        for layer in bb.layers:
-            layer.attention = "pairwise" if on else "sdpa"
-
-    def _probabilities(self, *tensors: torch.Tensor) -> torch.Tensor:
-        # The batch goes in as plain tensors and is rebuilt inside: guards on a dataclass's
-        # attributes cost ~0.4 ms of a 7 ms request (measured), on positional tensors little.
-        batch = Batch(**dict(zip(_BATCH_TENSORS, tensors)))
-        return torch.sigmoid(self.model(batch).logits)  # (B, n_tasks)
+    def _fast_probabilities(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return _probabilities(self._fast, tensors)
 
     def _tensors(self, batch: Batch) -> list[torch.Tensor | None]:
         """The batch as positional inputs, in the serving layout; labels are not needed to score."""
@@ -132,23 +138,21 @@ class Scorer:
         return [getattr(batch, name) for name in _BATCH_TENSORS]
 
     def _run(self, batch: Batch) -> torch.Tensor:
-        if self._compiled_fn is None:
-            return self._probabilities(*self._tensors(batch))
-        threads = 1 if self.model.backbone.fused is not None else None
-        # the layout's compares on one thread too: on torch's pool they cost more than they gain
-        with _torch_threads(threads):
+        # The fused kernel runs its own threads; torch's OpenMP threads would spin-wait after each
+        # of their parallel regions and take the cores from it. The layout's compares run on one
+        # thread too: on torch's pool they cost more than they gain.
+        with _torch_threads(1 if self.backbone == "fused" else None):
             tensors = self._tensors(batch)
+            if self._compiled_fn is None:
+                return _probabilities(self._fast, tensors)
             try:
                 return self._compiled_fn(*tensors)
             except _COMPILE_ERRORS as err:
                 failure = err
-        # Compiling failed (at the first call of a graph), or torch refused the input: eager tells them apart
-        self._set_compiled_forms(False)
-        try:
-            probs = self._probabilities(*tensors)  # an input error raises here, with its own message
-        except BaseException:  # not handled here: restore the compiled path for the next, valid batch, re-raise
-            self._set_compiled_forms(True)
-            raise
+        # Compiling failed (at the first call of a graph), or torch refused the input: the eager
+        # reference tells them apart (an input error raises here, with its own message, and the
+        # compiled path stays for the next, valid batch)
+        probs = _probabilities(self.model, tensors)
         warnings.warn(
             f"fluidrec: compiling the ranker failed ({type(failure).__name__}: {str(failure).splitlines()[0][:200]}); "
             "scoring eagerly (slower, same results)",
@@ -156,7 +160,9 @@ class Scorer:
             stacklevel=3,
         )
         self._compiled_fn = None
+        self._fast = self.model
         self.compiled = False
+        self.backbone = "torch"
         return probs
 
     def __call__(self, batch: Batch) -> dict[str, np.ndarray]:
@@ -166,14 +172,40 @@ class Scorer:
         return {name: p[:, i] for i, name in enumerate(self.tasks)}
 
 
+def _frozen(model: Ranker) -> Ranker:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _probabilities(model: Ranker, tensors: tuple | list) -> torch.Tensor:
+    # The batch goes in as plain tensors and is rebuilt inside: guards on a dataclass's
+    # attributes cost a visible share of a request (measured), on positional tensors little.
+    batch = Batch(**dict(zip(_BATCH_TENSORS, tensors)))
+    return torch.sigmoid(model(batch).logits)  # (B, n_tasks)
+
+
+def _fast_copy(model: Ranker, backbone: str, compile: bool, threads: int) -> Ranker:
+    """``model`` with its backbone swapped for the fast one (tokenizer and heads shared, not copied).
+
+    Eager torch scoring keeps the reference itself: the pairwise attention only pays once compiled.
+    """
+    if backbone == "torch" and not compile:
+        return model
+    fast_bb = fuse_backbone(model.backbone, threads=threads) if backbone == "fused" else with_attention(model.backbone, "pairwise")
+    fast = Ranker(model.tokenizer, fast_bb, model.heads, model.room_vocab.numpy())
+    fast.spec = model.spec
+    return _frozen(fast)
+
+
 def serving_layout(batch: Batch) -> Batch:
     """``batch`` with its history stored once when every row has the same one (one user's
     candidates), else one history per row.
 
     A request scores one user's candidates, so the tokenizer embeds that user's K clicks
-    once instead of once per candidate (``Batch.hist_group``). At K = 64 that took the
-    tokenizer of a 200-candidate ``ranker_small`` call from 2.7 to 1.0 ms compiled, 8.7 to
-    2.7 ms eager (measured, 1 thread). Only these two layouts reach the compiled graph: each
+    once instead of once per candidate (``Batch.hist_group``): most of the tokenizer's work
+    at K = 64 (docs/ranker.md has the figures). Only these two layouts reach the compiled graph: each
     is one graph per batch size with static shapes, where a general grouping would make the
     grid width data-dependent. Both give the same scores.
     """
@@ -189,6 +221,8 @@ def serving_layout(batch: Batch) -> Batch:
     return dataclasses.replace(batch, hist_codes=codes[:1].clone(), hist_mask=mask[:1].clone(), hist_group=one)
 
 
-def compile_scorer(model: Ranker, *, compile: bool = True, dynamic: bool = False) -> Scorer:
-    """A low-latency ``Scorer`` for a trained ranker (see the module docstring)."""
-    return Scorer(model, compile=compile, dynamic=dynamic)
+def compile_scorer(
+    model: Ranker, *, compile: bool = True, dynamic: bool = False, backbone: str = "torch", threads: int | None = None
+) -> Scorer:
+    """A low-latency ``Scorer`` for a trained ranker (arguments: see ``Scorer`` and the module docstring)."""
+    return Scorer(model, compile=compile, dynamic=dynamic, backbone=backbone, threads=threads)

@@ -88,7 +88,8 @@ class Ranker(nn.Module):
 
     Args:
         tokenizer: builds (B, T, D) tokens from a Batch.
-        backbone: mixes and transforms the T tokens.
+        backbone: mixes and transforms the T tokens (a ``Backbone``, or a module computing the same,
+            such as ``fluidrec.ranker.fused.FusedBackbone``).
         heads: per-task logits.
         room_vocab: sorted room ids of the item-ID table (row i + 1 is room_vocab[i]).
     """

@@ -3,6 +3,5 @@ the warmup plans can use them without importing the model."""
 
 CANDIDATE_TOKENS = ("item_id", "slice", "room", "early")
 FUSIONS = ("replace", "concat", "gate_learned", "gate_feature")
-SCHEMES = ("prefix_ngram", "levelwise")
 # Classical peer arms (fluidrec.ranker.peers): not token rankers, so not in arms.ARMS.
 PEER_ARMS = ("lr", "gbdt")

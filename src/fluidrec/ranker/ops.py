@@ -19,7 +19,7 @@ import torch
 class _GatherRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        flat = idx.reshape(-1)
+        flat = idx.reshape(-1)  # (n,)
         ctx.save_for_backward(flat)
         ctx.rows = weight.shape[0]
         return weight.index_select(0, flat).view(*idx.shape, weight.shape[1])  # (..., D)
@@ -48,7 +48,7 @@ def gather_rows(weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
                 [1., 0., 0.]])
     """
     if not torch.is_grad_enabled() or not weight.requires_grad:
-        return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, weight.shape[1])
+        return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, weight.shape[1])  # (..., D)
     return _GatherRows.apply(weight, idx)
 
 

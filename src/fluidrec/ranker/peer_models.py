@@ -137,8 +137,9 @@ def load_peer(model_dir: str | os.PathLike) -> PeerModel:
         if arm == "lr":
             w = m["lr"]
             heads: LinearHeads | TreeHeads = LinearHeads(
-                np.asarray(w["mean"], np.float64).reshape(f), np.asarray(w["scale"], np.float64).reshape(f),
-                np.asarray(w["coef"], np.float64).reshape(len(tasks), f), np.asarray(w["intercept"], np.float64).reshape(len(tasks)),
+                np.asarray(w["mean"], np.float64).reshape(f), np.asarray(w["scale"], np.float64).reshape(f),  # (F,) each
+                np.asarray(w["coef"], np.float64).reshape(len(tasks), f),  # (n_tasks, F)
+                np.asarray(w["intercept"], np.float64).reshape(len(tasks)),  # (n_tasks,)
             )  # fmt: skip
         elif arm == "gbdt":
             heads = TreeHeads([_load_booster(d / str(m["gbdt"][t]), f) for t in tasks])

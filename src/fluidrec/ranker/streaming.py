@@ -24,11 +24,11 @@ import torch
 from fluidrec.errors import DataError, UsageError
 from fluidrec.ranker.features import Features, features_for_run
 from fluidrec.ranker.model import Ranker, load_checkpoint
-from fluidrec.ranker.train import CHECKPOINT, CONFIG, TrainConfig, make_optimizers, train_step
+from fluidrec.ranker.train import CHECKPOINT, CONFIG, RankerTrainConfig, make_optimizers, update_step
 from fluidrec.utils.io import read_json
 
 
-def stream_predict(model: Ranker, feats: Features, rows: slice, cfg: TrainConfig) -> np.ndarray:
+def stream_predict(model: Ranker, feats: Features, rows: slice, cfg: RankerTrainConfig) -> np.ndarray:
     """(n, n_tasks) probabilities over ``rows``, each batch scored before the model trains on it.
 
     ``model`` is trained in place (one pass, ``cfg.batch_size`` rows per step, fresh
@@ -45,7 +45,7 @@ def stream_predict(model: Ranker, feats: Features, rows: slice, cfg: TrainConfig
         with torch.inference_mode():
             out.append(torch.sigmoid(model(batch).logits).numpy())  # (b, n_tasks)
         model.train()
-        train_step(model, batch, opts)
+        update_step(model, batch, opts)
     model.eval()
     return np.concatenate(out) if out else np.zeros((0, len(model.tasks)), np.float32)
 
@@ -55,7 +55,7 @@ def evaluate_streaming(
     dataset_dir: str | os.PathLike,
     *,
     features: Features | None = None,
-    cfg: TrainConfig | None = None,
+    cfg: RankerTrainConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """``evaluate_model``'s report under the streaming protocol (same keys, plus ``protocol``).
@@ -64,7 +64,7 @@ def evaluate_streaming(
         model_dir: output directory of ``train_arm`` (the model after the training days).
         dataset_dir: the dataset it was trained on.
         features: prebuilt features (skips the build).
-        cfg: online-training settings (default: the run's own ``TrainConfig``).
+        cfg: online-training settings (default: the run's own ``RankerTrainConfig``).
     """
     from fluidrec.ranker.evaluate import metrics_report
 
@@ -74,7 +74,7 @@ def evaluate_streaming(
     run = read_json(d / CONFIG)
     model = load_checkpoint(d / CHECKPOINT)
     if cfg is None:
-        cfg = TrainConfig.from_dict({**run["train"], "progress": False})
+        cfg = RankerTrainConfig.from_dict({**run["train"], "progress": False})
     if features is None:
         features = features_for_run(run, "train", dataset_dir, None, None, cache_dir)
     if features.levels != model.spec.tokenizer.levels:

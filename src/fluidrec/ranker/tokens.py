@@ -32,15 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fluidrec.codes.ngram import level_rows, row_ids_torch
+from fluidrec.codes.ngram import level_rows, ngram_mode, row_ids_torch
 from fluidrec.data.schema import USER_PROFILE_COLUMNS
 from fluidrec.errors import UsageError, check
 from fluidrec.ranker.batching import AGE_EDGES_MIN, MAX_POSITION, PROFILE_VOCAB, Batch
-from fluidrec.ranker.names import CANDIDATE_TOKENS, FUSIONS, SCHEMES  # noqa: F401 (re-exported)
+from fluidrec.ranker.names import CANDIDATE_TOKENS, FUSIONS  # noqa: F401 (re-exported)
 from fluidrec.ranker.ops import gather_rows
 
 FIXED_TOKENS = ("user", "profile", "context", "history", "author")
-NGRAM_MODE = {"prefix_ngram": "prefix", "levelwise": "level"}  # the ranker's scheme names -> fluidrec.codes.ngram modes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +50,8 @@ class TokenizerConfig:
         dim: D, width of every token.
         num_codes: N, codebook size per level.
         levels: L, code levels.
-        scheme: "prefix_ngram" (default) or "levelwise".
+        scheme: a ``fluidrec.codes.ngram.MODES`` name: "prefix" (prefix n-gram ids, the default)
+            or "level" (level-wise ids); the earlier "prefix_ngram"/"levelwise" are read as these.
         shared_code_tables: slice and room codes share one set of tables (Table 5 ablation).
         code_rows_cap: a level's table has min(N^l, cap) rows; longer prefixes hash (mod a prime).
         user_buckets, author_buckets: hashed ID table rows (must match FeatureConfig).
@@ -63,7 +63,7 @@ class TokenizerConfig:
     dim: int = 32
     num_codes: int = 64
     levels: int = 4
-    scheme: str = "prefix_ngram"
+    scheme: str = "prefix"
     shared_code_tables: bool = False
     code_rows_cap: int = 1 << 15
     user_buckets: int = 1 << 16
@@ -76,7 +76,7 @@ class TokenizerConfig:
         check(self.dim >= 4, f"dim must be >= 4, got {self.dim}")
         check(self.num_codes >= 1, f"num_codes must be >= 1, got {self.num_codes}")
         check(1 <= self.levels <= 16, f"levels must be in [1, 16], got {self.levels}")
-        check(self.scheme in SCHEMES, f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
+        object.__setattr__(self, "scheme", ngram_mode(self.scheme))  # frozen; old checkpoints spell it the earlier way
         check(self.code_rows_cap >= 2, f"code_rows_cap must be >= 2, got {self.code_rows_cap}")
         check(
             self.levels * math.log2(max(self.num_codes, 2)) <= 62,
@@ -88,7 +88,7 @@ class TokenizerConfig:
 
     def level_rows(self) -> list[int]:
         """Rows of each level's id range, the unknown row excluded (``fluidrec.codes.ngram.level_rows``)."""
-        return list(level_rows(self.num_codes, self.levels, NGRAM_MODE[self.scheme], self.code_rows_cap))
+        return list(level_rows(self.num_codes, self.levels, self.scheme, self.code_rows_cap))
 
 
 class CodeEmbedding(nn.Module):
@@ -122,7 +122,7 @@ class CodeEmbedding(nn.Module):
         """(..., L) codes -> (..., L) row index within each level's table (unknown: the last row)."""
         if codes.shape[-1] != self.cfg.levels:
             raise UsageError(f"codes have {codes.shape[-1]} levels, the model expects {self.cfg.levels}")
-        return row_ids_torch(codes, self.cfg.num_codes, self.ngram_rows, NGRAM_MODE[self.cfg.scheme])
+        return row_ids_torch(codes, self.cfg.num_codes, self.ngram_rows, self.cfg.scheme)
 
     def level_table(self, lv: int) -> torch.Tensor:
         """Level ``lv``'s table, (rows[lv], level_dim), a view of the fused weight."""
@@ -228,7 +228,7 @@ class RowGrid:
         if self.flat is None:
             return x.reshape(self.grid_rows, self.slots, *x.shape[1:])  # (G, S, ...)
         cells = x.new_zeros(self.grid_rows * self.slots, *x.shape[1:])  # (G*S, ...)
-        return cells.index_copy(0, self.flat, x).reshape(self.grid_rows, self.slots, *x.shape[1:])
+        return cells.index_copy(0, self.flat, x).reshape(self.grid_rows, self.slots, *x.shape[1:])  # (G, S, ...)
 
     def from_grid(self, y: torch.Tensor) -> torch.Tensor:
         """(G, S, ...) -> (B, ...) the rows' cells."""

@@ -37,7 +37,7 @@ from fluidrec.ranker.heads import DEFAULT_TASKS, Task
 from fluidrec.ranker.model import Ranker, RankerSpec, build_ranker, init_from, save_checkpoint
 from fluidrec.ranker.optim_state import optimizer_state_by_name, restore_optimizer_state
 from fluidrec.ranker.tokens import TokenizerConfig
-from fluidrec.ranker.warmup import Stage, WarmupConfig, id_scale_at
+from fluidrec.ranker.warmup import WarmupStage, WarmupConfig, id_scale_at
 from fluidrec.utils.io import write_json
 from fluidrec.utils.seed import seed_everything
 
@@ -48,7 +48,7 @@ DIAGNOSTICS = "diagnostics.json"
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class RankerModelConfig:
     """Ranker sizes shared by all arms (arms only change the candidate side).
 
     Args:
@@ -73,7 +73,7 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class RankerTrainConfig:
     """One arm's training run.
 
     Args:
@@ -98,7 +98,7 @@ class TrainConfig:
     epochs: int = 1
     threads: int = 2
     max_train_rows: int | None = None
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    model: RankerModelConfig = dataclasses.field(default_factory=RankerModelConfig)
     features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
     warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)
     tasks: tuple[Task, ...] = DEFAULT_TASKS
@@ -117,29 +117,29 @@ class TrainConfig:
         check(self.diag_every >= 1, "diag_every must be >= 1")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, d: dict[str, Any]) -> RankerTrainConfig:
         d = dict(d)
-        d["model"] = ModelConfig(**d.get("model", {}))
+        d["model"] = RankerModelConfig(**d.get("model", {}))
         d["features"] = FeatureConfig(**d.get("features", {}))
         d["warmup"] = WarmupConfig(**d.get("warmup", {}))
         d["tasks"] = tuple(Task(**t) for t in d["tasks"]) if "tasks" in d else DEFAULT_TASKS
         return cls(**d)
 
 
-def ranker_demo() -> TrainConfig:
+def ranker_demo() -> RankerTrainConfig:
     """Small and fast: for the main job's ~13 arms on ~1M impressions on 2 CPU cores."""
     # One attention head: at D = 16 and T = 7 the CPU attention kernel costs per (row, head)
     # block, so a second head costs a noticeable share of the training step without a
     # better AUC on the small world.
-    return TrainConfig(batch_size=2048, model=ModelConfig(dim=16, layers=1, heads=1, ffn_mult=2, head_hidden=32))
+    return RankerTrainConfig(batch_size=2048, model=RankerModelConfig(dim=16, layers=1, heads=1, ffn_mult=2, head_hidden=32))
 
 
-def ranker_small() -> TrainConfig:
+def ranker_small() -> RankerTrainConfig:
     """The default ranker of the benchmark: wider tokens, two layers."""
-    return TrainConfig(batch_size=1024, model=ModelConfig(dim=64, layers=2, heads=4, ffn_mult=2, head_hidden=64))
+    return RankerTrainConfig(batch_size=1024, model=RankerModelConfig(dim=64, layers=2, heads=4, ffn_mult=2, head_hidden=64))
 
 
-def ranker_spec(cfg: TrainConfig, feats: Features, plan: ArmPlan, stage: Stage) -> RankerSpec:
+def ranker_spec(cfg: RankerTrainConfig, feats: Features, plan: ArmPlan, stage: WarmupStage) -> RankerSpec:
     """The RankerSpec of one stage of an arm on these features."""
     m = cfg.model
     tok_cfg = TokenizerConfig(
@@ -166,7 +166,7 @@ def ranker_spec(cfg: TrainConfig, feats: Features, plan: ArmPlan, stage: Stage) 
     )
 
 
-def make_optimizers(model: Ranker, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+def make_optimizers(model: Ranker, cfg: RankerTrainConfig) -> list[torch.optim.Optimizer]:
     """SparseAdam for the sparse ID tables, one fused Adam for the rest (code tables included)."""
     # fused: one kernel over all dense tensors instead of ~10 small ops per tensor per step.
     opts: list[torch.optim.Optimizer] = [torch.optim.Adam(model.dense_parameters(), lr=cfg.lr, fused=True)]
@@ -181,10 +181,14 @@ def em3_loss(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(s, g.detach(), dim=-1)).mean()
 
 
-def train_step(
+def update_step(
     model: Ranker, batch: Batch, opts: list[torch.optim.Optimizer], em3_weight: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One optimisation step; returns (loss, detached outputs: logits, g, alpha, ...)."""
+    """One optimisation step: forward, loss, backward and a step of every optimiser in ``opts``.
+
+    Returns (loss, detached outputs: logits, g, alpha, ...). Named for what it does, unlike
+    ``fluidrec.encoder.train.train_step``, which only computes the loss.
+    """
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     out = model(batch)
@@ -232,7 +236,7 @@ HOLDOUT = 0.1  # share of a converging stage's rows (its most recent) held out f
 class _StepLoop:
     """The optimisation steps of one stage: passes over row ranges, losses, progress bar."""
 
-    def __init__(self, model: Ranker, feats: Features, stage: Stage, cfg: TrainConfig,
+    def __init__(self, model: Ranker, feats: Features, stage: WarmupStage, cfg: RankerTrainConfig,
                  opts: list[torch.optim.Optimizer], total: int, norms: IdNormByAge | None) -> None:  # fmt: skip
         self.model, self.feats, self.stage, self.cfg, self.opts = model, feats, stage, cfg, opts
         self.total, self.norms, self.step, self.rows = max(total, 1), norms, 0, 0
@@ -248,7 +252,7 @@ class _StepLoop:
             scale = id_scale_at(self.stage, min(self.step / self.total, 1.0))
             model.tokenizer.id_scale.fill_(scale)
             batch = self.feats.batch(slice(b0, min(b0 + cfg.batch_size, stop)))
-            loss, out = train_step(model, batch, self.opts, self.em3)
+            loss, out = update_step(model, batch, self.opts, self.em3)
             self.losses.append(float(loss))
             if self.norms is not None and "g" in out and scale > 0 and self.step % cfg.diag_every == 0:
                 self.norms.add(batch.age_min.numpy(), (out["g"] / scale).norm(dim=-1).numpy())
@@ -297,8 +301,8 @@ def run_stage(
     model: Ranker,
     feats: Features,
     rows: tuple[int, int],
-    stage: Stage,
-    cfg: TrainConfig,
+    stage: WarmupStage,
+    cfg: RankerTrainConfig,
     norms: IdNormByAge | None = None,
     opt_state: dict[str, dict[str, object]] | None = None,
 ) -> tuple[StageResult, dict[str, dict[str, object]]]:
@@ -331,7 +335,7 @@ def run_stage(
     return result, optimizer_state_by_name(model, opts)
 
 
-def train_plan(plan: ArmPlan, feats: Features, cfg: TrainConfig) -> tuple[Ranker, list[StageResult], IdNormByAge]:
+def train_plan(plan: ArmPlan, feats: Features, cfg: RankerTrainConfig) -> tuple[Ranker, list[StageResult], IdNormByAge]:
     """Run every stage of ``plan`` on the training rows; returns the final model and per-stage results."""
     n_rows = feats.n_train if cfg.max_train_rows is None else min(cfg.max_train_rows, feats.n_train)
     bounds = stage_bounds(plan, n_rows)
@@ -362,7 +366,7 @@ def train_arm(
     codes_path: str | os.PathLike,
     room_codes_path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    cfg: TrainConfig | None = None,
+    cfg: RankerTrainConfig | None = None,
     *,
     features: Features | None = None,
     cache_dir: str | os.PathLike | None = None,

@@ -1,4 +1,4 @@
-"""Staged warmup as data: a list of ``Stage`` objects, run in order over the time-ordered stream.
+"""Staged warmup as data: a list of ``WarmupStage`` objects, run in order over the time-ordered stream.
 
 FLUID (fluid.txt 3.4.3) changes one item-side component per stage:
 
@@ -25,7 +25,7 @@ from fluidrec.ranker.names import CANDIDATE_TOKENS, FUSIONS
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
+class WarmupStage:
     """One training stage over a contiguous share of the training stream.
 
     Args:
@@ -38,7 +38,7 @@ class Stage:
         id_scale_from, id_scale_to: item-ID multiplier at the stage start and from ``phase_end`` on.
         phase_end: progress (0..1 of the stage) at which the multiplier reaches id_scale_to exactly.
         em3_weight: weight of the EM3-style alignment loss pulling s toward stop-grad(g).
-        max_epochs: 1 = one pass (``TrainConfig.epochs`` passes); > 1 = train to convergence:
+        max_epochs: 1 = one pass (``RankerTrainConfig.epochs`` passes); > 1 = train to convergence:
             up to this many passes over the stage's rows but a held-out tail, stopping when
             the held-out loss stops falling (best epoch kept), then one pass over the tail.
     """
@@ -102,19 +102,19 @@ class WarmupConfig:
         return 1.0 - (self.stage0 + self.stage1 + self.stage2 + self.stage3)
 
 
-def fluid_stages(cfg: WarmupConfig, add_id_back: bool = False) -> list[Stage]:
+def fluid_stages(cfg: WarmupConfig, add_id_back: bool = False) -> list[WarmupStage]:
     """FLUID's staged warmup; ``add_id_back`` re-adds g after stage 3 (Table 7, last row)."""
     online_tokens = ("slice", "room", "item_id") if add_id_back else ("slice", "room")
     return [
-        Stage("stage0", ("item_id",), cfg.stage0, init=False, max_epochs=cfg.stage0_max_epochs),
-        Stage("stage1", ("item_id", "slice"), cfg.stage1),
-        Stage("stage2", ("item_id", "slice"), cfg.stage2, id_scale_from=1.0, id_scale_to=0.0, phase_end=cfg.phase_end),
-        Stage("stage3", ("slice", "room"), cfg.stage3, copy_tokens=(("room", "slice"),)),
-        Stage("online_id_back" if add_id_back else "online", online_tokens, cfg.online),
+        WarmupStage("stage0", ("item_id",), cfg.stage0, init=False, max_epochs=cfg.stage0_max_epochs),
+        WarmupStage("stage1", ("item_id", "slice"), cfg.stage1),
+        WarmupStage("stage2", ("item_id", "slice"), cfg.stage2, id_scale_from=1.0, id_scale_to=0.0, phase_end=cfg.phase_end),
+        WarmupStage("stage3", ("slice", "room"), cfg.stage3, copy_tokens=(("room", "slice"),)),
+        WarmupStage("online_id_back" if add_id_back else "online", online_tokens, cfg.online),
     ]
 
 
-def id_scale_at(stage: Stage, progress: float) -> float:
+def id_scale_at(stage: WarmupStage, progress: float) -> float:
     """Item-ID multiplier at ``progress`` (0..1) through the stage; exactly id_scale_to from phase_end on."""
     if progress >= stage.phase_end:
         return stage.id_scale_to
@@ -122,7 +122,7 @@ def id_scale_at(stage: Stage, progress: float) -> float:
     return stage.id_scale_from + (stage.id_scale_to - stage.id_scale_from) * t
 
 
-def validate_stages(stages: list[Stage]) -> None:
+def validate_stages(stages: list[WarmupStage]) -> None:
     """Stage fractions must sum to 1 (one pass over the training stream)."""
     check(len(stages) >= 1, "need at least one stage")
     total = sum(s.fraction for s in stages)

@@ -102,7 +102,8 @@ class ServingModel:
         Args:
             compile: score with the compiled scorer from the start (its first call compiles: tens of
                 seconds); False: score eagerly until ``compile_in_background`` swaps it in.
-            threads: threads of the compiled scorer's fused backbone kernel (its own threads).
+            threads: threads of the compiled scorer's fused backbone kernel (its own threads), where
+                it runs (``fluidrec.ranker.inference``, ``backbone="auto"``).
                 Every other torch op runs on one thread: on a shared 2-core machine OpenMP's
                 wake-ups cost more than a second thread gains (an LSA embedding of one slice took
                 0.7 ms on one thread, up to 60 ms on two under load).
@@ -115,9 +116,9 @@ class ServingModel:
         from fluidrec.ranker.train import CHECKPOINT
 
         ranker = load_checkpoint(artifacts.ranker / CHECKPOINT)
-        torch.set_num_threads(threads)  # the compiled scorer's fused backbone takes its thread count from here, when built
-        # dynamic: one graph for every candidate count; a graph per count would stall a request for ~20 s at each new count
-        compiled = compile_scorer(ranker, compile=True, dynamic=True)  # compiles at its first call
+        # dynamic: one graph for every candidate count; a graph per count would stall a request for ~20 s at each new count.
+        # backbone "auto": the fused C backbone where its SIMD loops run (the scorer's ``backbone`` says which), else torch's
+        compiled = compile_scorer(ranker, compile=True, dynamic=True, backbone="auto", threads=threads)  # compiles at its first call
         torch.set_num_threads(1)
         scorer = compiled if compile else compile_scorer(ranker, compile=False)
         context = ScoringContext.from_dataset(artifacts.dataset, ranker) if artifacts.dataset else _empty_context(ranker)

@@ -73,7 +73,7 @@ def _sections(svc, body: bytes, fast: bool) -> list[int]:
     if fast:  # one change-feed read, then both from memory
         hist, tab = svc.cache.request(req.user_id, m.history_len, req.candidates)
     else:
-        hist = np.asarray(svc.store.history(req.user_id, m.history_len), np.int64).reshape(-1, m.levels)
+        hist = np.asarray(svc.store.history(req.user_id, m.history_len), np.int64).reshape(-1, m.levels)  # (K, L)
         tab = svc.store.room_table(req.candidates)
     tick()
     rooms = np.asarray(req.candidates, np.int64)

@@ -137,7 +137,8 @@ class WorldContext:
         return self.slice_tag[order[np.searchsorted(self.slice_ids[order], slice_id)]]
 
 
-Scorer = Callable[[Candidates], np.ndarray]
+# an arm as the A/B test sees it: candidates -> one score per candidate (higher is shown first)
+ScoreFn = Callable[[Candidates], np.ndarray]
 
 
 def build_candidates(world, user_ids: np.ndarray, ts: np.ndarray, max_candidates: int, rng: np.random.Generator) -> Candidates:
@@ -207,7 +208,7 @@ def user_metrics(
 def run_ab(
     world,
     requests: tuple[np.ndarray, np.ndarray],
-    scorers: Mapping[str, Scorer],
+    scorers: Mapping[str, ScoreFn],
     context: WorldContext,
     cfg: ABConfig,
     control: str = "baseline",

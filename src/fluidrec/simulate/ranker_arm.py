@@ -110,7 +110,7 @@ class RankerArm:
 
     def learn(self, served: Served) -> None:
         """Train on the served impressions (one pass, online batch size), then update user state."""
-        from fluidrec.ranker.train import train_step
+        from fluidrec.ranker.train import update_step
 
         c = served.cands
         if self.learning and len(c):
@@ -120,7 +120,7 @@ class RankerArm:
                 rows = np.arange(b0, min(b0 + self.cfg.batch_size, len(c)))
                 batch = self._batch(c.take(rows), served.position[rows])
                 batch.labels = {k: torch.from_numpy(labels[rows, i]) for i, k in enumerate(LABELS_BINARY)}
-                train_step(self.model, batch, self.opts)
+                update_step(self.model, batch, self.opts)
                 self.steps += 1
         for r in c.room_id.tolist():
             self.exposure[r] = self.exposure.get(r, 0) + 1

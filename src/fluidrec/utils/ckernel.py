@@ -57,4 +57,4 @@ def pack_panels(w_kn: Any) -> Any:
     k, n = w_kn.shape
     padded = torch.zeros(k, -(-n // PANEL) * PANEL, dtype=torch.float32)
     padded[:, :n] = w_kn
-    return padded.reshape(k, -1, PANEL).permute(1, 0, 2).contiguous().reshape(-1)
+    return padded.reshape(k, -1, PANEL).permute(1, 0, 2).contiguous().reshape(-1)  # (K, P, PANEL) -> (P, K, PANEL), flat
