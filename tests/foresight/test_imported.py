@@ -75,3 +75,16 @@ def test_a_dataset_without_segment_vectors_is_a_clear_error(klm3, tmp_path, caps
     (ds / "slice_embeddings.parquet").unlink()
     assert main(["foresight", "reproduce", "--scale", "tiny", "--dataset", str(ds), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "slice_embeddings.parquet" in capsys.readouterr().err
+
+
+def test_main_reproduce_takes_the_dataset_for_the_foresight_paper_only(klm3, tmp_path, capsys):
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(klm3 / "dataset", ds)
+    (ds / "slice_embeddings.parquet").unlink()
+    # the same imported-data path as `fluidrec foresight reproduce --dataset`: its error, exit 2
+    assert main(["reproduce", "--paper", "foresight", "--scale", "tiny", "--dataset", str(ds), "--out", str(tmp_path / "run"), "--json"]) == 2
+    assert "slice_embeddings.parquet" in capsys.readouterr().err
+    assert main(["reproduce", "--scale", "tiny", "--dataset", str(ds), "--out", str(tmp_path / "run2")]) == 2
+    assert "--dataset needs --paper foresight" in capsys.readouterr().err

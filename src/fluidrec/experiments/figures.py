@@ -74,7 +74,7 @@ def case_review_figure(
         for c, i in enumerate(picks):
             ax = axes[r, c]
             if frames[i] is not None and frame_size:
-                ax.imshow(np.frombuffer(frames[i], np.uint8).reshape(frame_size, frame_size, 3))
+                ax.imshow(np.frombuffer(frames[i], np.uint8).reshape(frame_size, frame_size, 3))  # (S, S, 3)
             title = titles[i] if len(titles[i]) <= 28 else titles[i][:26] + "…"
             ax.set_title(f"{domain[i]}: {title}", fontsize=7)
         axes[r, 0].text(-0.1, 0.5, f"code {prefix}", transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right", fontsize=9)

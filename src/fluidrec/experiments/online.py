@@ -154,13 +154,12 @@ def user_covariates(features, users: np.ndarray, test_requests: np.ndarray) -> n
 def run_closed_ab(cfg: ReproduceConfig, paths, features, assignment: str = "user", progress: bool = True) -> dict:
     """The closed-loop A/B over every test-period request: AB_ARMS + oracle + random, each learning online."""
     from fluidrec.data.world import World
-    from fluidrec.experiments.reproduce import _ranker_config
     from fluidrec.simulate.ranker_arm import RankerArm
 
     import torch
 
     world = World.load(paths.world)
-    train_cfg = _ranker_config(cfg)
+    train_cfg = cfg.ranker_config()
     torch.set_num_threads(train_cfg.threads)  # a fixed thread count: CPU reductions split by it, so the numbers depend on it
     loop_cfg = ClosedLoopConfig(max_candidates=cfg.ab_candidates, n_boot=cfg.n_boot, seed=cfg.seed, window_minutes=cfg.closed_window_minutes, assignment=assignment)
     users, ts, _ = sample_requests(features, len(features), cfg.seed)

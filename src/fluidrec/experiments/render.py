@@ -149,8 +149,9 @@ def _notes(cfg: ReproduceConfig, paths, results: dict) -> list[str]:
         f"- online A/B: {ab['n_requests']:,} held-out requests of {ab['n_users']:,} users, up to {cfg.ab_candidates} live rooms "
         f"scored per request, slate of {ab['config']['slate']}; {cfg.n_boot} bootstrap resamples over users.",
         f"- encoder ablation (Table 6): {cfg.ablation_steps} training steps per variant of the `{cfg.neural_encoder_preset}` "
-        "preset, reference included (a reduced run; the main encoder above trains longer); the `lsa` row is the TF-IDF + SVD "
-        "peer, scored on the same held-out pairs"
+        f"preset, reference included (a reduced run; the main encoder above trains longer), each row on {cfg.ablation_seeds} "
+        "seed(s) (mean ± sd; a seed also changes the held-out split); the `lsa` row is the TF-IDF + SVD peer and the `oracle` "
+        "row ranks by the true query likelihood (the ceiling), both scored on the same held-out pairs"
         if cfg.ablation_steps
         else "- encoder ablation: skipped (Table 6 holds the `lsa` peer row only)",
         "",

@@ -173,7 +173,7 @@ def losses_md(t3: dict) -> list[str]:
 
 # Row orders of the tables, so a report reads the same whether its results came from this
 # process (insertion order) or from results.json (written with sorted keys, on --resume).
-TABLE6_ROWS = ("ours", "scratch_text", "dual_tower", "single_stage", "live_only", "lsa")
+TABLE6_ROWS = ("ours", "scratch_text", "dual_tower", "single_stage", "live_only", "lsa", "oracle")
 
 
 def ordered(d: dict, order) -> list:
@@ -228,22 +228,39 @@ def auc_table_md(rows: dict, base_auc: float, paper_auc: dict[str, float], names
 
 
 def table6_md(t6: dict) -> str:
+    """Table 6 rows (seed mean ± sd when the row has several seeds), recall in percent."""
     lines = [
-        "| variant | live Q2I R@10/50 | live I2Q R@10/50 | video Q2I R@10/50 | video I2Q R@10/50 | probe L1 | probe L2 |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | live Q2I R@10/50 | live I2Q R@10/50 | video Q2I R@10/50 | video I2Q R@10/50 | probe L1 | probe L2 | probe L3 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in ordered(t6, TABLE6_ROWS):
         r = t6[row]
+        sd = r.get("sd") or {}
+
+        def cell(key: str, scale: float, digits: int) -> str:
+            dom, _, name = key.rpartition(".")
+            v = (r.get(dom) or {}).get(name) if dom else r.get(name)
+            if v is None:
+                return "—"
+            s = sd.get(key)
+            return _f(v * scale, digits) + ("" if s is None else f"±{_f(s * scale, digits)}")
 
         def rr(dom: str, kind: str) -> str:
-            d = r.get(dom, {})
-            return f"{_f(d.get(f'{kind}_recall@10', float('nan')) * 100, 1)}/{_f(d.get(f'{kind}_recall@50', float('nan')) * 100, 1)}"
+            return f"{cell(f'{dom}.{kind}_recall@10', 100, 1)}/{cell(f'{dom}.{kind}_recall@50', 100, 1)}"
 
-        lines.append(
-            f"| {row} | {rr('live', 'q2i')} | {rr('live', 'i2q')} | {rr('video', 'q2i')} | {rr('video', 'i2q')} | "
-            f"{_f(r.get('probe_acc_level1'), 3)} | {_f(r.get('probe_acc_level2'), 3)} |"
-        )
+        probes = " | ".join(cell(f"probe_acc_level{lv}", 1, 3) for lv in (1, 2, 3))
+        lines.append(f"| {row} | {rr('live', 'q2i')} | {rr('live', 'i2q')} | {rr('video', 'q2i')} | {rr('video', 'i2q')} | {probes} |")
     return "\n".join(lines)
+
+
+def table6_comparisons_md(results: dict) -> list[str]:
+    """Each Table 6 row against ``ours``: the difference and whether it exceeds the seed spread."""
+    from fluidrec.encoder.ablation import comparisons_md
+
+    cmp = results.get("table6_comparisons")
+    if not cmp:
+        return []
+    return ["Differences to `ours` in points (the larger seed sd of the two rows is the spread):", "", comparisons_md(cmp), ""]
 
 
 def _agree(ours: float, theirs: float) -> str:
@@ -419,6 +436,7 @@ def write_report(out: Path, results: dict, figures: dict[str, str], notes: list[
         "",
         table6_md(results["table6"]) if results.get("table6") else "(not run)",
         "",
+        *table6_comparisons_md(results),
         "## Table 7: candidate-side integration of LUCID",
         "",
         auc_table_md(results["table7"], base_auc, paper.TABLE7, TABLE7_NAMES) if results.get("table7") else "(not run)",

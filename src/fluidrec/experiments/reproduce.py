@@ -23,7 +23,9 @@ import functools
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fluidrec.errors import UsageError
 from fluidrec.experiments.config import (
@@ -132,13 +134,6 @@ def _encoder_config(cfg: ReproduceConfig):
     return _lsa_config(cfg) if cfg.encoder_preset == "lsa" else _neural_encoder_config(cfg)
 
 
-def _ranker_config(cfg: ReproduceConfig, ranker_seed: int | None = None):
-    from fluidrec.ranker.train import ranker_demo, ranker_small
-
-    base = ranker_demo() if cfg.ranker_preset == "demo" else ranker_small()
-    return dataclasses.replace(base, seed=cfg.seed if ranker_seed is None else ranker_seed, progress=False)
-
-
 # At most this many boosting rounds (early stopping picks fewer); learning rate 0.1 rather than the
 # library's 0.05 halves the rounds for the same fit on the main job's budget.
 GBDT_ROUNDS = 300
@@ -166,7 +161,7 @@ def resolved_config(cfg: ReproduceConfig) -> dict:
         "reproduce": dataclasses.asdict(cfg),
         "world": WorldConfig.for_scale(cfg.scale, cfg.seed).to_dict(),
         "encoder": _encoder_config(cfg).to_dict(),
-        "ranker": to_jsonable(_ranker_config(cfg)),
+        "ranker": to_jsonable(cfg.ranker_config()),
         "ranker_seeds": list(cfg.ranker_seeds),
         "peers": to_jsonable(_peer_config(cfg)),
         "arms": list(all_arms()),
@@ -268,7 +263,7 @@ def stage_truth(cfg: ReproduceConfig, paths: RunPaths, features) -> dict:
 def _features(cfg: ReproduceConfig, paths: RunPaths):
     from fluidrec.ranker.features import load_or_build_features
 
-    rcfg = _ranker_config(cfg)
+    rcfg = cfg.ranker_config()
     return load_or_build_features(paths.world, paths.slice_codes, paths.room_codes, rcfg.features, paths.cache)
 
 
@@ -276,7 +271,7 @@ def _oracle_features(cfg: ReproduceConfig, paths: RunPaths):
     """Features built from the true-topic codes (same impressions, users and history rows)."""
     from fluidrec.ranker.features import load_or_build_features
 
-    rcfg = _ranker_config(cfg)
+    rcfg = cfg.ranker_config()
     return load_or_build_features(paths.world, paths.oracle_slice_codes, paths.oracle_room_codes, rcfg.features, paths.cache)
 
 
@@ -298,7 +293,7 @@ def stage_arm(
     seed = cfg.seed if ranker_seed is None else ranker_seed
     out = paths.ranker(run_name(row or arm, seed, cfg))
     codes = (paths.oracle_slice_codes, paths.oracle_room_codes) if oracle_codes else (paths.slice_codes, paths.room_codes)
-    train_arm(arm, paths.world, *codes, out, _ranker_config(cfg, seed), features=features)
+    train_arm(arm, paths.world, *codes, out, cfg.ranker_config(seed), features=features)
     report = evaluate_model(out, paths.world, features=features)
     write_json(out / "eval.json", report)
     return report
@@ -319,7 +314,7 @@ def stage_stream(cfg: ReproduceConfig, paths: RunPaths, name: str, ranker_seed: 
     """Evaluate one trained ranker under the streaming protocol (test-then-train over the test period)."""
     from fluidrec.ranker.streaming import evaluate_streaming
 
-    report = evaluate_streaming(paths.ranker(name), paths.world, features=features, cfg=_ranker_config(cfg, ranker_seed))
+    report = evaluate_streaming(paths.ranker(name), paths.world, features=features, cfg=cfg.ranker_config(ranker_seed))
     write_json(paths.ranker(name) / "eval_streaming.json", report)
     return report
 
@@ -340,7 +335,8 @@ def stage_ablation(cfg: ReproduceConfig, paths: RunPaths) -> dict:
     from fluidrec.encoder.ablation import run_ablation
 
     enc = _neural_encoder_config(cfg).replace(train={"steps": cfg.ablation_steps, "checkpoint_every": cfg.ablation_steps})
-    result = run_ablation(paths.world, paths.ablation, enc, progress=True)
+    seeds = tuple(range(cfg.seed, cfg.seed + cfg.ablation_seeds))
+    result = run_ablation(paths.world, paths.ablation, enc, seeds=seeds, peers=True, progress=True)
     return result["rows"]
 
 
@@ -508,9 +504,13 @@ def build_tables(
         if closed and assignment in closed:
             out[name] = closed_table(closed[assignment])
     table6 = dict(ablation or {})
-    if lsa is not None:
+    if lsa is not None and "lsa" not in table6:  # the ablation's own lsa row is its seeds' mean
         table6["lsa"] = lsa
     out["table6"] = table6
+    if ablation:
+        from fluidrec.encoder.ablation import ablation_comparisons
+
+        out["table6_comparisons"] = ablation_comparisons(table6)
     return out
 
 
@@ -531,117 +531,202 @@ def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False, force: b
             downstream of it.
         force: start over in a directory that already holds a run (needed without ``resume``).
     """
-    from fluidrec.experiments.config import AB_ARMS
     from fluidrec.experiments.render import render_outputs
+
+    job = _start(cfg, Path(out), resume=resume, force=force)
+    upstream = _run_upstream(job)
+    evals, seeded = _run_rankers(job, oracle_skipped="skipped" in upstream["codes_oracle"])
+    streamed = _run_streams(job, seeded)
+    ab, closed = _run_online(job)
+    lsa, ablation = _run_encoder_checks(job)
+    results = _results(job, upstream, evals, seeded, streamed, ab, closed, lsa, ablation)
+    results["seconds"] = dict(job.runner.seconds)
+    report = render_outputs(cfg, job.paths, results)
+    results["seconds"] = dict(job.runner.seconds)
+    write_json(job.paths.root / "results.json", results)
+    print(f"\nreport: {report}\nresults: {job.paths.root / 'results.json'}", file=sys.stderr)
+    return results
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What every step of one ``reproduce`` run reads.
+
+    ``keys``: stage name -> key; a stage's key hashes the settings it reads and the keys of
+    the stages it reads from. ``features`` / ``oracle_features`` are built (or read from the
+    cache) on first use only: a --resume of a finished run loads nothing.
+    """
+
+    cfg: ReproduceConfig
+    paths: RunPaths
+    config: dict
+    runner: StageRunner
+    keys: dict[str, str]
+    features: Callable[[], Any]
+    oracle_features: Callable[[], Any]
+
+    def arm_key(self, arm: str, seed: int, oracle: bool = False) -> str:
+        """Key of a ranker arm trained with ``seed`` on the codes (or, ``oracle``, the true-topic codes)."""
+        from fluidrec.experiments.stages import stage_key
+
+        feats = self.keys["oracle_features" if oracle else "features"]
+        return stage_key("ranker", feats, arm, to_jsonable(self.cfg.ranker_config(seed)))
+
+
+def _start(cfg: ReproduceConfig, out: Path, *, resume: bool, force: bool) -> _Job:
+    """Set-up: refuse to overwrite a run by accident, write the resolved config, seed, key every stage."""
     from fluidrec.experiments.stages import stage_key
 
-    paths = RunPaths(Path(out))
+    paths = RunPaths(out)
     if not resume and not force and StageRunner.holds_run(paths.root):
         raise UsageError(f"{paths.root} already holds a run: pass --resume to continue it (stages whose settings changed are recomputed) or --force to start over")
     paths.root.mkdir(parents=True, exist_ok=True)
     config = resolved_config(cfg)
     write_json(paths.root / "config.json", config)
     seed_everything(cfg.seed)
-    runner = StageRunner(paths.root, resume)
-    # built (or read from the cache) on first use only: a --resume of a finished run loads nothing
-    features = functools.cache(lambda: _features(cfg, paths))
-    oracle_features = functools.cache(lambda: _oracle_features(cfg, paths))
+    keys = {"world": stage_key("world", config["world"])}
+    keys["encoder"] = stage_key("encoder", keys["world"], config["encoder"])
+    keys["embed"] = stage_key("embed", keys["encoder"])
+    keys["codes"] = stage_key("codes", keys["embed"], {"levels": cfg.code_levels, "codebook_size": cfg.codebook_size, "seed": cfg.seed})
+    keys["codes_oracle"] = stage_key("codes_oracle", keys["world"])
+    keys["features"] = stage_key("features", keys["codes"], config["ranker"]["features"])
+    keys["oracle_features"] = stage_key("features", keys["codes_oracle"], config["ranker"]["features"])
+    return _Job(
+        cfg, paths, config, StageRunner(paths.root, resume), keys,
+        functools.cache(lambda: _features(cfg, paths)), functools.cache(lambda: _oracle_features(cfg, paths)),
+    )  # fmt: skip
 
-    # A stage's key hashes the settings it reads and the keys of the stages it reads from.
-    world_key = stage_key("world", config["world"])
-    encoder_key = stage_key("encoder", world_key, config["encoder"])
-    embed_key = stage_key("embed", encoder_key)
-    codes_key = stage_key("codes", embed_key, {"levels": cfg.code_levels, "codebook_size": cfg.codebook_size, "seed": cfg.seed})
-    oracle_key = stage_key("codes_oracle", world_key)
-    features_key = stage_key("features", codes_key, config["ranker"]["features"])
-    oracle_features_key = stage_key("features", oracle_key, config["ranker"]["features"])
 
-    def arm_key(arm: str, seed: int, feats: str = features_key) -> str:
-        return stage_key("ranker", feats, arm, to_jsonable(_ranker_config(cfg, seed)))
+def _run_upstream(job: _Job) -> dict[str, dict]:
+    """World, encoder, embeddings, codes, true-topic codes and truth rows: stage name -> summary."""
+    from fluidrec.experiments.stages import stage_key
 
-    world_stats = runner.run("world", lambda: stage_world(cfg, paths), key=world_key, outputs=[paths.world])
-    encoder_eval = runner.run("encoder", lambda: stage_encoder(cfg, paths), key=encoder_key, outputs=[paths.encoder])
-    runner.run("embed", lambda: stage_embed(cfg, paths), key=embed_key, outputs=[paths.embeddings])
-    codes_quality = runner.run("codes", lambda: stage_codes(cfg, paths), key=codes_key, outputs=[paths.codes])
-    codes_truth = runner.run("codes_truth", lambda: stage_codes_truth(cfg, paths), key=stage_key("codes_truth", codes_key))
-    oracle_summary = runner.run("codes_oracle", lambda: stage_codes_oracle(cfg, paths), key=oracle_key, outputs=[paths.codes_oracle])
-    truth_summary = runner.run("truth", lambda: stage_truth(cfg, paths, features()), key=stage_key("truth", features_key))
+    cfg, paths, run, keys = job.cfg, job.paths, job.runner.run, job.keys
+    return {
+        "world": run("world", lambda: stage_world(cfg, paths), key=keys["world"], outputs=[paths.world]),
+        "encoder": run("encoder", lambda: stage_encoder(cfg, paths), key=keys["encoder"], outputs=[paths.encoder]),
+        "embed": run("embed", lambda: stage_embed(cfg, paths), key=keys["embed"], outputs=[paths.embeddings]),
+        "codes": run("codes", lambda: stage_codes(cfg, paths), key=keys["codes"], outputs=[paths.codes]),
+        "codes_truth": run("codes_truth", lambda: stage_codes_truth(cfg, paths), key=stage_key("codes_truth", keys["codes"])),
+        "codes_oracle": run("codes_oracle", lambda: stage_codes_oracle(cfg, paths), key=keys["codes_oracle"], outputs=[paths.codes_oracle]),
+        "truth": run("truth", lambda: stage_truth(cfg, paths, job.features()), key=stage_key("truth", keys["features"])),
+    }
+
+
+def _run_rankers(job: _Job, *, oracle_skipped: bool) -> tuple[dict[str, dict], dict[str, list[tuple[int, dict]]]]:
+    """Every ranker arm, the true-topic row, Table 3's extra seeds and the peers.
+
+    Returns (row or arm -> evaluation, Table 3 row -> [(ranker seed, evaluation)]).
+    """
+    from fluidrec.experiments.stages import stage_key
+
+    cfg, paths, run = job.cfg, job.paths, job.runner.run
     evals = {
-        arm: runner.run(f"ranker_{arm}", lambda arm=arm: stage_arm(cfg, paths, arm, features()), key=arm_key(arm, cfg.seed), outputs=[paths.ranker(arm)])
+        arm: run(f"ranker_{arm}", lambda arm=arm: stage_arm(cfg, paths, arm, job.features()), key=job.arm_key(arm, cfg.seed), outputs=[paths.ranker(arm)])
         for arm in all_arms()
     }  # fmt: skip
     seeded = {row: [(cfg.seed, evals[arm])] for row, arm in TABLE3_ARMS.items()}
-    if "skipped" not in oracle_summary:
-        evals[TRUE_CODES_ROW] = runner.run(
-            f"ranker_{TRUE_CODES_ROW}", lambda: stage_arm(cfg, paths, "fluid", oracle_features(), row=TRUE_CODES_ROW, oracle_codes=True),
-            key=arm_key("fluid", cfg.seed, oracle_features_key), outputs=[paths.ranker(TRUE_CODES_ROW)],
+    if not oracle_skipped:
+        evals[TRUE_CODES_ROW] = run(
+            f"ranker_{TRUE_CODES_ROW}", lambda: stage_arm(cfg, paths, "fluid", job.oracle_features(), row=TRUE_CODES_ROW, oracle_codes=True),
+            key=job.arm_key("fluid", cfg.seed, oracle=True), outputs=[paths.ranker(TRUE_CODES_ROW)],
         )  # fmt: skip
         seeded[TRUE_CODES_ROW] = [(cfg.seed, evals[TRUE_CODES_ROW])]
     for seed in cfg.ranker_seeds[1:]:
         for row, arm in TABLE3_ARMS.items():
             name = run_name(arm, seed, cfg)
-            report = runner.run(
-                f"ranker_{name}", lambda arm=arm, seed=seed: stage_arm(cfg, paths, arm, features(), ranker_seed=seed),
-                key=arm_key(arm, seed), outputs=[paths.ranker(name)],
+            report = run(
+                f"ranker_{name}", lambda arm=arm, seed=seed: stage_arm(cfg, paths, arm, job.features(), ranker_seed=seed),
+                key=job.arm_key(arm, seed), outputs=[paths.ranker(name)],
             )  # fmt: skip
             seeded[row].append((seed, report))
         if TRUE_CODES_ROW in seeded:
             name = run_name(TRUE_CODES_ROW, seed, cfg)
-            report = runner.run(
+            report = run(
                 f"ranker_{name}",
-                lambda seed=seed: stage_arm(cfg, paths, "fluid", oracle_features(), ranker_seed=seed, row=TRUE_CODES_ROW, oracle_codes=True),
-                key=arm_key("fluid", seed, oracle_features_key), outputs=[paths.ranker(name)],
+                lambda seed=seed: stage_arm(cfg, paths, "fluid", job.oracle_features(), ranker_seed=seed, row=TRUE_CODES_ROW, oracle_codes=True),
+                key=job.arm_key("fluid", seed, oracle=True), outputs=[paths.ranker(name)],
             )  # fmt: skip
             seeded[TRUE_CODES_ROW].append((seed, report))
     for peer in PEER_ROWS:
-        evals[peer] = runner.run(
-            f"peer_{peer}", lambda peer=peer: stage_peer(cfg, paths, peer, features()),
-            key=stage_key("peer", features_key, peer, config["peers"]), outputs=[paths.ranker(peer)],
+        evals[peer] = run(
+            f"peer_{peer}", lambda peer=peer: stage_peer(cfg, paths, peer, job.features()),
+            key=stage_key("peer", job.keys["features"], peer, job.config["peers"]), outputs=[paths.ranker(peer)],
         )  # fmt: skip
+    return evals, seeded
+
+
+def _run_streams(job: _Job, seeded: dict[str, list[tuple[int, dict]]]) -> dict[str, list[tuple[int, dict]]]:
+    """The streaming (test-then-train) evaluation of every seeded Table 3 run: row -> [(seed, report)]."""
+    from fluidrec.experiments.stages import stage_key
+
+    cfg, paths = job.cfg, job.paths
     streamed: dict[str, list[tuple[int, dict]]] = {row: [] for row in seeded}
     for row, runs in seeded.items():
         oracle = row == TRUE_CODES_ROW
         arm = "fluid" if oracle else TABLE3_ARMS[row]
         for seed, _ in runs:
             name = run_name(TRUE_CODES_ROW if oracle else arm, seed, cfg)
-            report = runner.run(
-                f"stream_{name}", lambda name=name, seed=seed, oracle=oracle: stage_stream(cfg, paths, name, seed, oracle_features() if oracle else features()),
-                key=stage_key("stream", arm_key(arm, seed, oracle_features_key if oracle else features_key)),
+            report = job.runner.run(
+                f"stream_{name}", lambda name=name, seed=seed, oracle=oracle: stage_stream(cfg, paths, name, seed, job.oracle_features() if oracle else job.features()),
+                key=stage_key("stream", job.arm_key(arm, seed, oracle=oracle)),
             )  # fmt: skip
             streamed[row].append((seed, report))
+    return streamed
+
+
+def _run_online(job: _Job) -> tuple[dict, dict[str, dict]]:
+    """The simulated online A/B test and its closed-loop runs: (A/B report, assignment -> closed report)."""
+    from fluidrec.experiments.config import AB_ARMS
+    from fluidrec.experiments.stages import stage_key
+
+    cfg, paths, features_key = job.cfg, job.paths, job.keys["features"]
     ab_settings = {"requests": cfg.ab_requests, "candidates": cfg.ab_candidates, "n_boot": cfg.n_boot, "seed": cfg.seed}
-    ab_arm_keys = [arm_key(arm, cfg.seed) for arm in AB_ARMS.values()]
-    ab = runner.run("online_ab", lambda: stage_ab(cfg, paths, features()), key=stage_key("online_ab", features_key, ab_arm_keys, ab_settings))
+    ab_arm_keys = [job.arm_key(arm, cfg.seed) for arm in AB_ARMS.values()]
+    ab = job.runner.run("online_ab", lambda: stage_ab(cfg, paths, job.features()), key=stage_key("online_ab", features_key, ab_arm_keys, ab_settings))
     closed = {}
     for assignment in CLOSED_ASSIGNMENTS:
         # every test-day request, so not ab_requests; the ranker config: the arms keep training
         closed_settings = {"candidates": cfg.ab_candidates, "n_boot": cfg.n_boot, "seed": cfg.seed, "window_minutes": cfg.closed_window_minutes,
-                           "assignment": assignment, "ranker": config["ranker"]}
-        closed[assignment] = runner.run(
-            f"online_ab_closed_{assignment}", lambda assignment=assignment: stage_ab_closed(cfg, paths, features(), assignment),
+                           "assignment": assignment, "ranker": job.config["ranker"]}
+        closed[assignment] = job.runner.run(
+            f"online_ab_closed_{assignment}", lambda assignment=assignment: stage_ab_closed(cfg, paths, job.features(), assignment),
             key=stage_key("online_ab_closed", features_key, ab_arm_keys, closed_settings),
         )  # fmt: skip
-    lsa_key = stage_key("encoder_lsa", world_key, _lsa_config(cfg).to_dict(), encoder_key if cfg.encoder_preset == "lsa" else None)
-    lsa = runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths), key=lsa_key, outputs=[] if cfg.encoder_preset == "lsa" else [paths.lsa])
+    return ab, closed
+
+
+def _run_encoder_checks(job: _Job) -> tuple[dict, dict | None]:
+    """The LSA encoder peer and (when ``ablation_steps``) the encoder ablation: (lsa, ablation or None)."""
+    from fluidrec.experiments.stages import stage_key
+
+    cfg, paths, world_key = job.cfg, job.paths, job.keys["world"]
+    lsa_key = stage_key("encoder_lsa", world_key, _lsa_config(cfg).to_dict(), job.keys["encoder"] if cfg.encoder_preset == "lsa" else None)
+    lsa = job.runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths), key=lsa_key, outputs=[] if cfg.encoder_preset == "lsa" else [paths.lsa])
     ablation = None
     if cfg.ablation_steps > 0:
-        ablation_key = stage_key("encoder_ablation", world_key, _neural_encoder_config(cfg).to_dict(), cfg.ablation_steps)
+        ablation_key = stage_key("encoder_ablation", world_key, _neural_encoder_config(cfg).to_dict(), cfg.ablation_steps, cfg.ablation_seeds)
         ablation_runs = [p for p in paths.ablation.iterdir() if p != paths.lsa] if paths.ablation.is_dir() else []
-        ablation = runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths), key=ablation_key, outputs=ablation_runs)
+        ablation = job.runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths), key=ablation_key, outputs=ablation_runs)
+    return lsa, ablation
 
-    truth = truth_summary.get("rows")
-    results = build_tables(evals, ab, ablation, seeded=seeded, truth=truth, lsa=lsa, streamed=streamed, closed=closed)
-    codes_quality = {**codes_quality, **({} if "skipped" in codes_truth else codes_truth), "encoder_preset": cfg.encoder_preset}
+
+def _results(job: _Job, upstream: dict[str, dict], evals, seeded, streamed, ab, closed, lsa, ablation) -> dict:
+    """The results dict (every table, then each stage's summary) from the steps' outputs."""
+    cfg = job.cfg
+    truth_summary, codes_truth = upstream["truth"], upstream["codes_truth"]
+    results = build_tables(evals, ab, ablation, seeded=seeded, truth=truth_summary.get("rows"), lsa=lsa, streamed=streamed, closed=closed)
+    codes_quality = {**upstream["codes"], **({} if "skipped" in codes_truth else codes_truth), "encoder_preset": cfg.encoder_preset}
     seed_arms = {}  # the extra seeds' full evaluations, beside the run seed's under "arms"
     for row, runs in seeded.items():
         for seed, report in runs[1:]:
             seed_arms[run_name(TABLE3_ARMS.get(row, row), seed, cfg)] = report
     results.update(
         {
-            "dataset": world_stats,
-            "encoder": encoder_eval,
+            "dataset": upstream["world"],
+            "encoder": upstream["encoder"],
             "codes": codes_quality,
-            "codes_oracle": oracle_summary,
+            "codes_oracle": upstream["codes_oracle"],
             "truth": truth_summary,
             "online_ab": {k: ab[k] for k in ("n_requests", "n_candidates", "n_users", "totals", "config")},
             "online_ab_closed": {a: {k: v for k, v in r.items() if k != "arms"} for a, r in closed.items()},
@@ -649,9 +734,4 @@ def reproduce(cfg: ReproduceConfig, out: Path, *, resume: bool = False, force: b
             "ranker_seeds": list(cfg.ranker_seeds),
         }
     )
-    results["seconds"] = dict(runner.seconds)
-    report = render_outputs(cfg, paths, results)
-    results["seconds"] = dict(runner.seconds)
-    write_json(paths.root / "results.json", results)
-    print(f"\nreport: {report}\nresults: {paths.root / 'results.json'}", file=sys.stderr)
     return results
