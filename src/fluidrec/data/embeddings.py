@@ -49,7 +49,7 @@ def write_embeddings(path: str | os.PathLike, ids: np.ndarray, vectors: np.ndarr
     if vectors.ndim != 2 or len(ids) != len(vectors):
         raise DataError(f"expected ids (n,) and vectors (n, D); got {ids.shape} and {vectors.shape}", table=str(path))
     d = vectors.shape[1]
-    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())  # (N, D) -> (N*D,)
     col = pa.FixedSizeListArray.from_arrays(flat, d)
     table = pa.table({id_column: pa.array(ids), VECTOR_COLUMN: col})
     with atomic_path(path) as tmp:
@@ -140,7 +140,7 @@ def _read_vectors(vec: pa.Array, source: str) -> np.ndarray:
         raise DataError(f"null value inside a vector (position {at % d})", table=source, column=VECTOR_COLUMN, row=at // d)
     values = flat.to_numpy(zero_copy_only=False)
     with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf: reported just below
-        vectors = values.astype(np.float32, copy=False).reshape(-1, d)
+        vectors = values.astype(np.float32, copy=False).reshape(-1, d)  # (N*D,) -> (N, D)
     row = first_non_finite_row(vectors)
     if row is not None:
         raise non_finite_error(source, row)

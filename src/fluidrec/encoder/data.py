@@ -97,7 +97,7 @@ def decode_frames(col: pa.ChunkedArray | pa.Array, frame_size: int, table: str =
     else:
         frames = np.zeros((n, frame_size, frame_size, 3), dtype=np.uint8)
         for i in np.flatnonzero(valid):
-            frames[i] = data[offsets[i] : offsets[i] + nbytes].reshape(frame_size, frame_size, 3)
+            frames[i] = data[offsets[i] : offsets[i] + nbytes].reshape(frame_size, frame_size, 3)  # (S, S, 3)
     return frames, valid.astype(bool)
 
 

@@ -115,8 +115,8 @@ def _bert_layer(layer: nn.Module, h: torch.Tensor, key_mask: torch.Tensor) -> to
     b, n = h.shape[0], h.shape[1]
     nh, dh = att.num_attention_heads, att.attention_head_size
     q = att.query(h).view(b, n, nh, dh).transpose(1, 2)  # (B, nh, L, dh)
-    k = att.key(h).view(b, n, nh, dh).transpose(1, 2)
-    v = att.value(h).view(b, n, nh, dh).transpose(1, 2)
+    k = att.key(h).view(b, n, nh, dh).transpose(1, 2)  # (B, nh, L, dh)
+    v = att.value(h).view(b, n, nh, dh).transpose(1, 2)  # (B, nh, L, dh)
     ctx = F.scaled_dot_product_attention(
         q, k, v, attn_mask=key_mask[:, None, None, :],  # (B, 1, 1, L): padding keys are ignored
         dropout_p=att.dropout.p if att.training else 0.0, scale=att.scaling,
@@ -133,7 +133,7 @@ def _bert_layer_one_row(layer: nn.Module, h: torch.Tensor, key_mask: torch.Tenso
     x = h[torch.arange(b, device=h.device), rows]  # (B, H) the query rows
     q = att.query(x).view(b, nh, dh)  # (B, nh, dh)
     wk = att.key.weight.view(nh, dh, hdim)  # (nh, dh, H)
-    wv = att.value.weight.view(nh, dh, hdim)
+    wv = att.value.weight.view(nh, dh, hdim)  # (nh, dh, H)
     qk = torch.einsum("bnd,ndh->bnh", q, wk)  # (B, nh, H): W_k^T q per head; q.b_k cancels in softmax
     scores = torch.einsum("bnh,blh->bnl", qk, h) * att.scaling  # (B, nh, L)
     scores = scores.masked_fill(~key_mask[:, None, :], float("-inf"))
@@ -142,7 +142,7 @@ def _bert_layer_one_row(layer: nn.Module, h: torch.Tensor, key_mask: torch.Tenso
     pooled = torch.einsum("bnl,blh->bnh", p, h)  # (B, nh, H): sum_j p_j h_j per head
     ctx = torch.einsum("bnh,ndh->bnd", pooled, wv) + att.value.bias.view(nh, dh) * p.sum(-1, keepdim=True)  # (B, nh, dh)
     x1 = x.unsqueeze(1)  # (B, 1, H)
-    a = layer.attention.output(ctx.reshape(b, 1, nh * dh), x1)
+    a = layer.attention.output(ctx.reshape(b, 1, nh * dh), x1)  # (B, 1, nh*dh)
     return layer.output(layer.intermediate(a), a).squeeze(1)  # (B, H)
 
 

@@ -63,8 +63,8 @@ class VisionModule(nn.Module):
         self.visual_tokens = int(visual_tokens)
         # The paper's two-layer MLP projector (trained in the alignment stage).
         self.projector = nn.Sequential(nn.Linear(backbone_dim, width), nn.GELU(), nn.Linear(width, width))
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)  # (1, 3, 1, 1)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)  # (1, 3, 1, 1)
 
     def pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, S, S, 3) -> normalised float (B, 3, image_size, image_size)."""
@@ -166,7 +166,7 @@ def save_vision_spec(vm: VisionModule, out: Path) -> None:
         raise ConfigError("vision backbone has no Hugging Face config to save")
     cfg.save_pretrained(str(out))
     (out / "fluidrec_vision.json").write_text(json.dumps({
-        "mean": vm.mean.view(-1).tolist(), "std": vm.std.view(-1).tolist(), "frame_size": vm.frame_size,
+        "mean": vm.mean.view(-1).tolist(), "std": vm.std.view(-1).tolist(), "frame_size": vm.frame_size,  # (3,) each
     }))
 
 

@@ -208,7 +208,7 @@ def build_event_log(
     ts, user_raw = ts[order], user_raw[order]
     _, user = np.unique(user_raw, return_inverse=True)
     item_raw, item = np.unique(np.asarray(item_id).astype(np.int64)[order], return_inverse=True)
-    user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)
+    user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)  # flat (N,) int64 arrays
     if codes is None:
         code_ids, codes = np.zeros(0, np.int64), np.zeros((0, DEFAULT_LEVELS), np.int64)
     if split not in ("time", "last"):

@@ -165,7 +165,7 @@ class HistoryEmbedding(nn.Module):
 
         def bag(weights: torch.Tensor) -> torch.Tensor:  # (B, S) per-event weights -> (B, T, D) weighted row sums
             per_row = weights.reshape(-1)[order].unsqueeze(-1).expand(b * s, k).reshape(-1)  # (B*S*K,)
-            return F.embedding_bag(idx, self.table, offsets, mode="sum", per_sample_weights=per_row).reshape(b, t, -1)
+            return F.embedding_bag(idx, self.table, offsets, mode="sum", per_sample_weights=per_row).reshape(b, t, -1)  # (B*T, D) -> (B, T, D)
 
         items = bag(w) * self.scale + bag(w_watch) * self.watch_scale  # (B, T, D): the mean of item * gain
         pooled = torch.zeros(b, t, 2, device=w.device).scatter_add_(  # (B, T, 2) the two features' means
@@ -189,7 +189,7 @@ class HistoryEmbedding(nn.Module):
 
         def bag(weights: torch.Tensor) -> torch.Tensor:  # (B, T, f) per-event weights -> (B, T, D) weighted row sums
             per_row = weights.unsqueeze(-1).expand(b, t, f, k).reshape(b * t, f * k)  # (B*T, f*K)
-            return F.embedding_bag(flat_rows, self.table, mode="sum", per_sample_weights=per_row).reshape(b, t, -1)
+            return F.embedding_bag(flat_rows, self.table, mode="sum", per_sample_weights=per_row).reshape(b, t, -1)  # (B*T, D) -> (B, T, D)
 
         items = bag(w) * self.scale + bag(w_watch) * self.watch_scale  # (B, T, D): the mean of item * gain
         # the window means of the two features from the same weights (no (B, S, 2) feature tensor)

@@ -167,7 +167,7 @@ class RedisStore(Store):
         hit = [(i, v) for i, v in zip(ids, rows) if v[0] is not None]
         text = ",".join(f"{v[2]},{v[3]}" for _, v in hit)  # one parse for all rooms, not 2B tuples
         # (n_hit, 2, L): slice and room codes of each room found
-        codes = np.array(text.split(","), np.int64).reshape(len(hit), 2, self.levels) if hit else np.zeros((0, 2, self.levels), np.int64)
+        codes = np.array(text.split(","), np.int64).reshape(len(hit), 2, self.levels) if hit else np.zeros((0, 2, self.levels), np.int64)  # (R, 2, L): slice and room codes per hit
         return RoomTable.from_rows(ids, self.levels, [i for i, _ in hit], [int(v[0]) for _, v in hit], [int(v[1]) for _, v in hit], codes)
 
     def live_rooms(self, t_ms: int, grace_ms: int, limit: int) -> list[int]:

@@ -237,7 +237,7 @@ def _vectors(arr: pa.Array, path: Path, column: str) -> tuple[np.ndarray, np.nda
     if ok.any():
         good = arr.filter(pa.array(ok))
         with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf: not ok below
-            flat = good.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+            flat = good.flatten().to_numpy(zero_copy_only=False).astype(np.float32)  # (N,) lists of D -> (N*D,)
         out[ok] = flat.reshape(-1, EMBED_DIM)  # (n_ok, 128)
         ok &= np.isfinite(out).all(axis=1) & (np.abs(out) <= MAX_ABS_VALUE).all(axis=1)  # read_embeddings' limits
     return out, ok

@@ -83,7 +83,7 @@ def _binary_array(frames: np.ndarray) -> pa.Array:
     n = len(frames)
     per = int(np.prod(frames.shape[1:]))
     offsets = np.arange(n + 1, dtype=np.int32) * per
-    data = np.ascontiguousarray(frames).reshape(-1)
+    data = np.ascontiguousarray(frames).reshape(-1)  # (N, S, S, 3) -> (N*S*S*3,)
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 

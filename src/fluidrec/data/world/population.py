@@ -194,7 +194,7 @@ def make_users(cfg: WorldConfig, tax: Taxonomy, rng: np.random.Generator, chunk:
         for lv in range(1, 4):
             g = rng.gamma(cfg.user_pref_alpha, size=(e - s, tax.n_nodes[lv])) + 1e-12
             groups = g.reshape(e - s, -1, tax.branching[lv])  # (u, n_parents, b)
-            cond = (groups / groups.sum(axis=2, keepdims=True)).reshape(e - s, -1)
+            cond = (groups / groups.sum(axis=2, keepdims=True)).reshape(e - s, -1)  # (u, n_parents, b) -> (u, n_nodes)
             marg.append(marg[-1][:, tax.parent[lv]] * cond)
         aff[s:e] = affinity_matrix(cfg, tax, marg)
     i32 = np.int32

@@ -214,7 +214,7 @@ def simulate_feed_day(cfg: WorldConfig, tax: Taxonomy, users: Users, author_q: n
     slate = _retrieve(cfg, videos, np.log(author_q), users.affinity, req_user, req_ts, rng)  # (B, K)
     k = slate.shape[1]
     shown = (slate >= 0).reshape(-1)  # (B*K,)
-    vid = slate.reshape(-1)[shown]
+    vid = slate.reshape(-1)[shown]  # (B, K) -> (B*K,), then the shown ones
     user = np.repeat(req_user, k)[shown]
     ts = np.repeat(req_ts, k)[shown]
     cols = {
