@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from fluidrec.encoder.config import encoder_tiny
-from fluidrec.encoder.model import bert_eos_pool, build_encoder, pack_text, supports_fast_eos
+from fluidrec.encoder.batches import pack_text
+from fluidrec.encoder.model import bert_eos_pool, build_encoder, supports_fast_eos
 
 from .conftest import FRAME
 
@@ -80,7 +81,7 @@ def test_encoder_fast_path_equals_reference_path(fusion):
     torch.manual_seed(0)
     model = build_encoder(encoder_tiny("scratch").replace(model={"fusion": fusion}).model, FRAME).eval()
     assert supports_fast_eos(model.lm)
-    from fluidrec.encoder.model import ItemBatch
+    from fluidrec.encoder.batches import ItemBatch
 
     toks = model.text.query_tokens(["singing karaoke tonight", "noodles", "boss level raid again"])
     text = pack_text(toks, model.text.pad_id)

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from fluidrec.encoder.config import ModelConfig
-from fluidrec.encoder.model import DualTowerEncoder, ItemBatch, SingleTowerEncoder, build_encoder, load_encoder, pack_text, save_encoder
+from fluidrec.encoder.batches import ItemBatch, pack_text
+from fluidrec.encoder.model import DualTowerEncoder, SingleTowerEncoder, build_encoder, load_encoder, save_encoder
 from fluidrec.encoder.config import EncoderConfig
 from fluidrec.errors import DataError, UsageError
 

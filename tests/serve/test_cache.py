@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from fluidrec.serve.cache import StateCache
-from fluidrec.serve.store import NewSlice, open_store
+from fluidrec.serve.backends import open_store
+from fluidrec.serve.store import NewSlice
 
 T = 1_800_000_000_000
 

@@ -15,7 +15,7 @@ from fluidrec.serve.config import ServeConfig
 from fluidrec.serve.profile import asgi_post_rank
 from fluidrec.serve.schemas import ClickIn, RankIn, SliceIn
 from fluidrec.serve.service import Service
-from fluidrec.serve.store import open_store
+from fluidrec.serve.backends import open_store
 
 T = 1_800_000_000_000
 

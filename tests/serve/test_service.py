@@ -8,7 +8,8 @@ import pytest
 
 from fluidrec.serve.schemas import ClickIn, RankIn, SliceIn
 from fluidrec.serve.service import InputError, Service
-from fluidrec.serve.store import open_store, verify_store
+from fluidrec.serve.backends import open_store
+from fluidrec.serve.store import verify_store
 
 T = 1_800_000_000_000
 

@@ -10,7 +10,8 @@ import pytest
 
 from fluidrec.codes.rooms import RoomCodeTracker, room_codes
 from fluidrec.errors import DataError, UsageError
-from fluidrec.serve.store import NewSlice, SliceConflict, open_store, verify_store
+from fluidrec.serve.backends import open_store
+from fluidrec.serve.store import NewSlice, SliceConflict, verify_store
 
 L, K = 3, 5
 T = 1_800_000_000_000

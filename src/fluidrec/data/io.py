@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fluidrec.data.schema import SCHEMA_VERSION, TABLES, TableSpec
+from fluidrec.data.schema import SCHEMA_VERSION, TABLES, TableSpec, check_column_kinds
 from fluidrec.errors import DataError, UsageError, first_line
 from fluidrec.utils.io import clean_stale_temps, pid_alive, read_json, sha256_file, temp_path, write_json
 
@@ -431,10 +431,8 @@ def _check_kinds(name: str, schema: pa.Schema, path: Path) -> None:
     there would fail with a numpy traceback (or parse silently), so it fails here, naming
     the file and column. Full checks (nulls, ranges, references) are ``validate_dataset``'s.
     """
-    from fluidrec.data.validate import _check_schema_kinds
-
     if name in TABLES:
-        _check_schema_kinds(TABLES[name], schema, path)
+        check_column_kinds(TABLES[name], schema, path)
 
 
 def _check_no_nulls(name: str, table: pa.Table, path: Path) -> None:

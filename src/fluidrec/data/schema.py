@@ -22,6 +22,8 @@ import dataclasses
 
 import pyarrow as pa
 
+from fluidrec.errors import DataError
+
 SCHEMA_VERSION = 1
 
 LABELS_BINARY = ("click", "long_view", "like", "follow", "gift")
@@ -161,3 +163,27 @@ VIDEO_LABELS = ("long_view", "like")  # the 0/1 columns a sequence model may pre
 TABLES: dict[str, TableSpec] = {t.name: t for t in (AUTHORS, ROOMS, SLICES, IMPRESSIONS, QUERIES, USERS, VIDEO_IMPRESSIONS)}
 #: Tables a dataset may lack (every other table in TABLES is required).
 OPTIONAL_TABLES = frozenset({VIDEO_IMPRESSIONS.name})
+
+
+def _same_kind(actual: pa.DataType, declared: pa.DataType) -> bool:
+    kinds = (
+        pa.types.is_integer,
+        pa.types.is_floating,
+        lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+        lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
+    )
+    return any(k(actual) and k(declared) for k in kinds)
+
+
+def check_column_kinds(spec: TableSpec, schema: pa.Schema, path: object) -> None:
+    """Each declared column present in ``schema`` has the declared kind (int, float, string, binary; extra columns pass).
+
+    Used by the readers (``data.io``) and by ``validate_dataset``; raises a DataError naming the file and column.
+    """
+    declared = {c.name for c in spec.columns}
+    for field in schema:
+        if field.name not in declared:
+            continue  # extra columns are allowed (sources may carry more)
+        want = spec.column(field.name).type
+        if not _same_kind(field.type, want):
+            raise DataError(f"wrong type {field.type}, expected {want}", table=str(path), column=field.name)

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fluidrec.data.io import MANIFEST, iter_parquet, open_parquet, read_parquet, table_path
-from fluidrec.data.schema import NO_ROOM, OPTIONAL_TABLES, SCHEMA_VERSION, TABLES, TableSpec
+from fluidrec.data.schema import NO_ROOM, OPTIONAL_TABLES, SCHEMA_VERSION, TABLES, TableSpec, check_column_kinds
 from fluidrec.errors import DataError
 from fluidrec.utils.io import read_json, sha256_file
 
@@ -41,16 +41,6 @@ TIME_MAX_MS = 7_258_118_400_000
 TIME_COLUMNS = {"rooms": ("start_ts", "end_ts"), "slices": ("start_ts", "end_ts"), "impressions": ("ts",), "video_impressions": ("ts",)}
 
 
-def _same_kind(actual: pa.DataType, declared: pa.DataType) -> bool:
-    kinds = (
-        pa.types.is_integer,
-        pa.types.is_floating,
-        lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
-        lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
-    )
-    return any(k(actual) and k(declared) for k in kinds)
-
-
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -59,18 +49,7 @@ def _check_schema(spec: TableSpec, schema: pa.Schema, path: Path) -> None:
     for name in spec.required:
         if name not in schema.names:
             raise DataError("required column is missing", table=str(path), column=name)
-    _check_schema_kinds(spec, schema, path)
-
-
-def _check_schema_kinds(spec: TableSpec, schema: pa.Schema, path: Path) -> None:
-    """Each declared column present in ``schema`` has the declared kind (extra columns pass)."""
-    declared = {c.name for c in spec.columns}
-    for field in schema:
-        if field.name not in declared:
-            continue  # extra columns are allowed (sources may carry more)
-        want = spec.column(field.name).type
-        if not _same_kind(field.type, want):
-            raise DataError(f"wrong type {field.type}, expected {want}", table=str(path), column=field.name)
+    check_column_kinds(spec, schema, path)
 
 
 def _check_values(spec: TableSpec, batch: pa.RecordBatch | pa.Table, path: Path, offset: int) -> None:

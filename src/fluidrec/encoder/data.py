@@ -28,7 +28,7 @@ import torch
 
 from fluidrec.data.io import Dataset
 from fluidrec.encoder.cache import TokenCache
-from fluidrec.encoder.model import ItemBatch, TextBatch, pack_text
+from fluidrec.encoder.batches import ItemBatch, TextBatch, pack_text
 from fluidrec.encoder.text import TextModule
 from fluidrec.errors import DataError
 from fluidrec.utils.lookup import sorted_lookup

@@ -29,7 +29,8 @@ import torch
 from fluidrec.data.embeddings import write_embeddings
 from fluidrec.data.io import Dataset
 from fluidrec.encoder.data import EncoderData, item_batch, load_encoder_data
-from fluidrec.encoder.model import MultimodalEncoder, load_encoder, model_fingerprint, pack_text
+from fluidrec.encoder.batches import pack_text
+from fluidrec.encoder.model import MultimodalEncoder, load_encoder, model_fingerprint
 from fluidrec.errors import UsageError
 from fluidrec.utils.io import atomic_path, write_json
 

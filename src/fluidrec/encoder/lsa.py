@@ -47,7 +47,7 @@ from torch import nn
 from fluidrec.data.io import Dataset
 from fluidrec.encoder.config import LsaConfig
 from fluidrec.encoder.data import heldout_slices, load_encoder_data
-from fluidrec.encoder.model import CONFIG_FILE, ItemBatch, TextBatch, pack_text
+from fluidrec.encoder.batches import CONFIG_FILE, ItemBatch, TextBatch, pack_text
 from fluidrec.errors import DataError, UsageError
 from fluidrec.utils.io import atomic_path, read_json, write_json
 

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fluidrec.encoder.batches import CONFIG_FILE, ItemBatch, TextBatch
 from fluidrec.encoder.config import EncoderConfig, LsaConfig, ModelConfig
 from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
 from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
@@ -46,40 +47,6 @@ from fluidrec.utils.io import load_torch_file, read_json, save_torch_file, write
 
 if TYPE_CHECKING:
     from fluidrec.encoder.lsa import LsaEncoder
-
-
-@dataclasses.dataclass
-class TextBatch:
-    """Right-padded token ids without specials; the model appends EOS at ``lengths``."""
-
-    ids: torch.Tensor  # (B, T) int64
-    lengths: torch.Tensor  # (B,) int64
-
-    def to(self, device) -> TextBatch:
-        return TextBatch(self.ids.to(device), self.lengths.to(device))
-
-
-@dataclasses.dataclass
-class ItemBatch:
-    """An item's text plus its frame (zeros and ``has_frame=False`` where it has none)."""
-
-    text: TextBatch
-    frames: torch.Tensor | None  # (B, S, S, 3) uint8, or None when the dataset has no frames
-    has_frame: torch.Tensor  # (B,) bool
-
-    def to(self, device) -> ItemBatch:
-        frames = None if self.frames is None else self.frames.to(device)
-        return ItemBatch(self.text.to(device), frames, self.has_frame.to(device))
-
-
-def pack_text(seqs: list[np.ndarray], pad_id: int) -> TextBatch:
-    """Right-pad a list of id arrays into a TextBatch (no padding beyond the longest)."""
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    t = int(lengths.max()) if len(seqs) else 0
-    ids = np.full((len(seqs), t), pad_id, dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-    return TextBatch(torch.from_numpy(ids), torch.from_numpy(lengths))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +356,6 @@ def build_encoder(cfg: ModelConfig, frame_size: int | None) -> MultimodalEncoder
 
 
 MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.json"
 
 
 def save_encoder(model: MultimodalEncoder, cfg: EncoderConfig, out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:

@@ -28,7 +28,7 @@ _EXPORTS = {
     "ServiceConfig": "service",
     "NewSlice": "store",
     "Store": "store",
-    "open_store": "store",
+    "open_store": "backends",
     "verify_store": "store",
 }
 __all__ = sorted(_EXPORTS)

@@ -355,7 +355,7 @@ def create_app(service: Service, cfg: ServeConfig, *, token: str | None = None, 
 def build_service(cfg: ServeConfig) -> tuple[Service, float]:
     """Load the model, open the store, warm every path up; returns the service and the seconds it took."""
     from fluidrec.serve.model import Artifacts, ServingModel
-    from fluidrec.serve.store import open_store
+    from fluidrec.serve.backends import open_store
 
     t0 = time.perf_counter()
     artifacts = Artifacts.resolve(cfg.run, arm=cfg.arm, encoder=cfg.encoder, code_model=cfg.code_model)

@@ -102,7 +102,8 @@ async def _ingest_until_killed(server: ServerProcess, ledger: _Ledger, redis: Re
 
 def _check_store(state: str, levels: int, ledger: _Ledger) -> tuple[list[int], list[str]]:
     """(ids of acknowledged slices missing or changed, consistency problems), read from the store itself."""
-    from fluidrec.serve.store import open_store, verify_store
+    from fluidrec.serve.backends import open_store
+    from fluidrec.serve.store import verify_store
 
     store = open_store(state, levels)
     try:

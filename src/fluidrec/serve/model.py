@@ -141,7 +141,7 @@ class ServingModel:
         """(D,) float32 embedding of one slice from its text fields and optional (S, S, 3) uint8 frame."""
         import torch
 
-        from fluidrec.encoder.model import ItemBatch, pack_text
+        from fluidrec.encoder.batches import ItemBatch, pack_text
 
         enc = self.encoder
         has = np.array([frame is not None])

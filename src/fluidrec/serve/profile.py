@@ -36,7 +36,7 @@ def _seeded_service(run: Path, store_path: Path, compile: bool, threads: int, se
     from fluidrec.serve.model import Artifacts, ServingModel
     from fluidrec.serve.schemas import ClickIn, SliceIn
     from fluidrec.serve.service import Service
-    from fluidrec.serve.store import open_store
+    from fluidrec.serve.backends import open_store
 
     model = ServingModel.load(Artifacts.resolve(run), compile=compile, threads=threads)
     store = open_store(f"sqlite:///{store_path}", model.levels, history_len=model.history_len)

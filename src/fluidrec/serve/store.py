@@ -3,7 +3,7 @@
 ``Store`` is what the service reads and writes; ``SQLiteStore`` (one file, WAL, the embedded
 default) and ``RedisStore`` (several workers or machines) implement it and pass the same
 tests (``tests/serve/test_store.py``). ``open_store("sqlite:///path")`` /
-``open_store("redis://host:port/db")`` picks one.
+``open_store("redis://host:port/db")`` (``serve.backends``) picks one.
 
 Guarantees every implementation gives:
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -241,24 +240,6 @@ def _expect_levels(stored: int | None, levels: int, url: str) -> None:
     """A store written for a code model of other depth cannot serve this one."""
     if stored is not None and stored != levels:
         raise UsageError(f"state store {url} holds codes of {stored} levels but the model uses {levels}; use another --state")
-
-
-def open_store(url: str, levels: int, *, history_len: int = 64) -> Store:
-    """``sqlite:///PATH`` (relative: ``sqlite:///state.sqlite``; absolute: ``sqlite:////abs/state.sqlite``) or
-    ``redis://HOST:PORT[/DB]``; ``history_len`` caps the clicks kept per user."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        from fluidrec.serve.sqlite_store import SQLiteStore
-
-        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-        if not path:
-            raise UsageError(f"--state {url!r}: expected sqlite:///PATH")
-        return SQLiteStore(path, levels, history_len=history_len)
-    if parts.scheme == "redis":
-        from fluidrec.serve.redis_store import RedisStore
-
-        return RedisStore(url, levels, history_len=history_len)
-    raise UsageError(f"--state {url!r}: expected sqlite:///PATH or redis://HOST:PORT")
 
 
 def verify_store(store: Store, room_ids: Iterable[int] | None = None) -> list[str]:
