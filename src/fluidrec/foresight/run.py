@@ -33,7 +33,7 @@ import torch
 
 from fluidrec.errors import UsageError
 from fluidrec.foresight.config import ARMS, DAY_MS, STRATEGIES, TASKS, ForesightConfig
-from fluidrec.utils.io import read_json, save_torch_file, strict_jsonable, write_json
+from fluidrec.utils.io import atomic_path, read_json, save_torch_file, strict_jsonable, write_json
 from fluidrec.utils.timing import StageClock
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ def _stage_sids(cfg: ForesightConfig, out: Path, end_ts: np.ndarray, split_ts: i
         return np.load(path, allow_pickle=False)
     fit_rows = np.flatnonzero(end_ts <= split_ts)
     sids = fit_sids(embed(fit_rows), fit_rows, n_codes=cfg.n_codes, seed=cfg.seed, niter=cfg.kmeans_niter, out_dir=out / "codebook")
-    np.save(path, sids, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a resume reads it back: never half-written
+        np.save(fh, sids, allow_pickle=False)
     return sids
 
 
