@@ -28,9 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fluidrec.data.io import Dataset  # noqa: E402
 from fluidrec.encoder.config import DEFAULT_FIELDS, encoder_demo  # noqa: E402
-from fluidrec.encoder.data import load_encoder_data  # noqa: E402
-from fluidrec.encoder.evaluate import gallery_rows, recall_from_scores  # noqa: E402
-from fluidrec.encoder.lsa import _CollectText, training_documents  # noqa: E402
+from fluidrec.encoder.data import heldout_slices  # noqa: E402
+from fluidrec.encoder.evaluate import heldout_pairs, recall_from_scores  # noqa: E402
+from fluidrec.encoder.lsa import untokenized_data  # noqa: E402
 from fluidrec.encoder.text import load_tokenizer, minilm_dir  # noqa: E402
 from fluidrec.encoder.vocab import _words  # noqa: E402
 
@@ -56,13 +56,11 @@ def main() -> None:
     args = ap.parse_args()
     settings = encoder_demo(args.seed).eval_settings()
     ds = Dataset(args.dataset)
-    docs, held = training_documents(ds, DEFAULT_FIELDS, settings.eval_fraction, settings.seed, require_text=False)
-    data = load_encoder_data(ds, _CollectText(("title",), require_text=False), None, cache=False)
-    pos_items, gallery = gallery_rows(data, held, False, settings.eval_gallery, settings.seed)
-    qidx = np.flatnonzero(np.isin(data.query_item, pos_items))
+    data, docs = untokenized_data(ds, DEFAULT_FIELDS, require_text=False)
+    held = heldout_slices(data, settings.eval_fraction, settings.seed)
+    pairs = heldout_pairs(data, held, False, settings.eval_gallery, settings.seed)
+    gallery, qidx, pos = pairs.gallery, pairs.qidx, pairs.pos
     texts = ds.table("queries", ["query_text"]).column("query_text").to_pylist()
-    row_of = {int(s): r for r, s in enumerate(gallery)}
-    pos = np.array([row_of[int(data.query_item[j])] for j in qidx])  # (Q,)
     tok = load_tokenizer(minilm_dir())
     rows = {"words": lambda d: _words(tok, d), "pieces": tok.tokenize}
     rows.update({f"pieces_first{n}": (lambda d, n=n: tok.tokenize(d)[:n]) for n in (128, 64, 32)})

@@ -83,7 +83,7 @@ def _table(rows: dict[str, dict]) -> str:
     lines = [head, "|" + "---|" * (5 + len(cols))]
 
     def cell(r: dict, key: str) -> str:
-        v, sd = _get(r, key), r["sd"].get(key)
+        v, sd = metric_value(r, key), r["sd"].get(key)
         if v is None:
             return "n/a"
         return f"{100 * v:.1f}" + ("" if sd is None else f"±{100 * sd:.1f}")
@@ -232,7 +232,8 @@ def _metric_keys(metrics: dict) -> list[str]:
     return keys + sorted(k for k in metrics if k.startswith("probe_acc"))
 
 
-def _get(metrics: dict, key: str) -> float | None:
+def metric_value(metrics: dict, key: str) -> float | None:
+    """A row's metric by its flat name (``live.q2i_recall@10``, ``probe_acc_level2``); None when absent."""
     dom, _, name = key.rpartition(".")
     v = metrics.get(dom, {}).get(name) if dom else metrics.get(name)
     return None if v is None else float(v)
@@ -252,7 +253,7 @@ def _summary_row(name: str, chosen: list[Variant], runs: dict[int, dict]) -> dic
     first = next(iter(runs.values()))
     row: dict = {"group": group, "change": change, "n": first.get("n"), "sd": {}, "per_seed": {str(s): m for s, m in runs.items()}}
     for key in _metric_keys(first):
-        mean, sd = _mean_sd([_get(m, key) for m in runs.values()])
+        mean, sd = _mean_sd([metric_value(m, key) for m in runs.values()])
         dom, _, metric = key.rpartition(".")
         (row.setdefault(dom, {}) if dom else row)[metric] = mean
         row["sd"][key] = sd
@@ -281,7 +282,7 @@ def ablation_comparisons(rows: dict[str, dict]) -> dict[str, dict[str, dict]]:
             continue
         cmp = {}
         for key in COMPARED:
-            a, b = _get(r, key), _get(ours, key)
+            a, b = metric_value(r, key), metric_value(ours, key)
             if a is None or b is None:
                 continue
             sds = [s for s in (r["sd"].get(key), ours["sd"].get(key)) if s is not None]

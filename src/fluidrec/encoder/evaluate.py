@@ -27,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 from typing import TYPE_CHECKING
@@ -181,21 +183,38 @@ def gallery_rows(data: EncoderData, held: np.ndarray, video: bool, size: int, se
     return pos, np.concatenate([pos, fill])
 
 
+@dataclasses.dataclass(frozen=True)
+class HeldOutPairs:
+    """One domain's retrieval task: its gallery and the held-out queries with their positives."""
+
+    pos_items: np.ndarray  # (P,) held-out slices; they open the gallery
+    gallery: np.ndarray  # (G,) slice rows: pos_items, then distractors
+    qidx: np.ndarray  # (Q,) queries of the held-out slices
+    pos: np.ndarray  # (Q,) gallery row of each query's positive
+
+
+def heldout_pairs(data: EncoderData, held: np.ndarray, video: bool, size: int, seed: int) -> HeldOutPairs:
+    """The gallery (``gallery_rows``) and its queries, as every Q2I evaluation here scores them."""
+    pos_items, gallery = gallery_rows(data, held, video, size, seed)
+    qidx = np.flatnonzero(np.isin(data.query_item, pos_items))
+    row_of = {int(s): r for r, s in enumerate(gallery)}
+    pos = np.array([row_of[int(data.query_item[j])] for j in qidx], dtype=np.int64)  # (Q,)
+    return HeldOutPairs(pos_items, gallery, qidx, pos)
+
+
 def evaluate_model(model: MultimodalEncoder | LsaEncoder, data: EncoderData, *, seed: int, eval_fraction: float, gallery_size: int, probe_items: int, batch_size: int = 256) -> dict:
     """Metrics of an in-memory model on already-loaded data (see ``evaluate_encoder``)."""
     held = heldout_slices(data, eval_fraction, seed)
     out: dict = {"n": {}}
     for name, video in zip(DOMAINS, (False, True)):
-        pos_items, gallery = gallery_rows(data, held, video, gallery_size, seed)
-        qidx = np.flatnonzero(np.isin(data.query_item, pos_items))
+        pairs = heldout_pairs(data, held, video, gallery_size, seed)
+        pos_items, gallery, qidx, pos = pairs.pos_items, pairs.gallery, pairs.qidx, pairs.pos
         if len(qidx) == 0:
             out[name] = {f"{d}_recall@{k}": None for d in ("q2i", "i2q") for k in KS}
             out["n"][name] = {"queries": 0, "gallery": int(len(gallery))}
             continue
         zg = encode_items(model, data, gallery, batch_size=batch_size)  # (G, D)
         zq = encode_queries(model, data, qidx, batch_size=batch_size)  # (Q, D)
-        row_of = {int(s): r for r, s in enumerate(gallery)}
-        pos = np.array([row_of[int(data.query_item[j])] for j in qidx])  # (Q,) gallery row of each positive
         held_rows = np.arange(len(pos_items))  # positives come first in the gallery
         q2i = q2i_recall(zq, zg, pos)
         i2q = i2q_recall(zg[held_rows], zq, pos)

@@ -46,7 +46,7 @@ from torch import nn
 
 from fluidrec.data.io import Dataset
 from fluidrec.encoder.config import LsaConfig
-from fluidrec.encoder.data import heldout_slices, load_encoder_data
+from fluidrec.encoder.data import EncoderData, heldout_slices, load_encoder_data
 from fluidrec.encoder.batches import CONFIG_FILE, ItemBatch, TextBatch, pack_text
 from fluidrec.errors import DataError, UsageError
 from fluidrec.utils.io import atomic_path, read_json, write_json
@@ -260,6 +260,13 @@ def load_lsa(model_dir: str | os.PathLike) -> tuple[LsaEncoder, LsaConfig]:
     return model.eval(), cfg
 
 
+def untokenized_data(ds: Dataset, fields: Sequence[str], *, require_text: bool = True) -> tuple[EncoderData, list[str]]:
+    """The dataset's slices and queries without tokenizing (placeholder ids) and every slice's document."""
+    collect = _CollectText(fields, require_text)
+    data = load_encoder_data(ds, collect, None, with_queries=ds.has("queries"), cache=False)
+    return data, collect.docs
+
+
 def training_documents(
     ds: Dataset, fields: Sequence[str], eval_fraction: float, seed: int, *, require_text: bool = True,
 ) -> tuple[list[str], np.ndarray]:
@@ -269,11 +276,9 @@ def training_documents(
     what is fitted on ``~held`` never saw an evaluated slice: the lsa fit and the neural
     encoder's added vocabulary (``encoder.vocab``) both read their text from here.
     """
-    collect = _CollectText(fields, require_text)
-    with_queries = ds.has("queries")
-    data = load_encoder_data(ds, collect, None, with_queries=with_queries, cache=False)
-    held = heldout_slices(data, eval_fraction, seed) if with_queries else np.zeros(len(data.slice_ids), bool)
-    return collect.docs, held
+    data, docs = untokenized_data(ds, fields, require_text=require_text)
+    held = heldout_slices(data, eval_fraction, seed) if ds.has("queries") else np.zeros(len(data.slice_ids), bool)
+    return docs, held
 
 
 def train_lsa(cfg: LsaConfig, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:

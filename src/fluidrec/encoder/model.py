@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 import json
 import os
 import pickle
@@ -32,7 +31,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,7 +39,7 @@ from fluidrec.encoder.batches import CONFIG_FILE, ItemBatch, TextBatch
 from fluidrec.encoder.config import EncoderConfig, LsaConfig, ModelConfig
 from fluidrec.encoder.text import TextModule, load_tokenizer, minilm_dir, resolve_model_dir
 from fluidrec.encoder.vision import VisionModule, build_vision, save_vision_spec, vision_from_spec
-from fluidrec.encoder.vocab import attach_added_rows
+from fluidrec.encoder.vocab import AddedWordEmbedding, attach_added_rows
 from fluidrec.errors import DataError, FluidrecError, UsageError, first_line
 from fluidrec.utils.io import load_torch_file, read_json, save_torch_file, write_json
 
@@ -210,11 +208,12 @@ class MultimodalEncoder(nn.Module, abc.ABC):
         """Items -> L2-normalised (B, D); each fusion paradigm defines it."""
 
     def head_parameters(self) -> list[nn.Parameter]:
-        """What the alignment stage trains: the vision projector and the output projection(s)."""
+        """What the alignment stage trains: the vision projector, the output projection(s) and the
+        added word rows (``encoder.vocab``): nothing there is pre-trained to keep."""
         params = list(self.out_proj.parameters())
-        added = getattr(self.lm.get_input_embeddings(), "added", None)  # new word rows (encoder.vocab): nothing pre-trained to keep
-        if added is not None:
-            params += list(added.parameters())
+        words = self.lm.get_input_embeddings()
+        if isinstance(words, AddedWordEmbedding):
+            params += list(words.added.parameters())
         if self.vision is not None:
             params += list(self.vision.projector.parameters())
         return params

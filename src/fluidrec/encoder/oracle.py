@@ -24,8 +24,8 @@ from fluidrec.data.io import Dataset
 from fluidrec.data.world import content
 from fluidrec.data.world.taxonomy import Taxonomy
 from fluidrec.encoder.config import EvalSettings
-from fluidrec.encoder.data import heldout_slices, load_encoder_data
-from fluidrec.encoder.evaluate import DOMAINS, KS, gallery_rows, recall_from_scores
+from fluidrec.encoder.data import heldout_slices
+from fluidrec.encoder.evaluate import DOMAINS, KS, heldout_pairs, recall_from_scores
 
 
 def _uniform_rows(tax: Taxonomy, level: int, nodes: np.ndarray) -> np.ndarray:
@@ -67,23 +67,20 @@ def query_log_likelihood(tax: Taxonomy, texts: list[str]) -> np.ndarray:
 def oracle_retrieval(dataset_dir: str | os.PathLike, settings: EvalSettings) -> dict:
     """Q2I Recall@k of the true-likelihood ranking per domain, on ``settings``' held-out split and galleries."""
     from fluidrec.data.world.generate import world_taxonomy
-    from fluidrec.encoder.lsa import _CollectText
+    from fluidrec.encoder.lsa import untokenized_data
 
     ds = Dataset(dataset_dir)
     tax = world_taxonomy(ds.root)
-    data = load_encoder_data(ds, _CollectText(("title",), require_text=False), None, cache=False)
+    data, _ = untokenized_data(ds, ("title",), require_text=False)
     leaf = ds.table("slices", ["topic_l4"]).column("topic_l4").to_numpy().astype(np.int64)  # (N,)
     texts = [str(t) for t in ds.table("queries", ["query_text"]).column("query_text").to_pylist()]
     held = heldout_slices(data, settings.eval_fraction, settings.seed)
     out: dict = {}
     for name, video in zip(DOMAINS, (False, True)):
-        pos_items, gallery = gallery_rows(data, held, video, settings.eval_gallery, settings.seed)
-        qidx = np.flatnonzero(np.isin(data.query_item, pos_items))
-        if len(qidx) == 0:
+        pairs = heldout_pairs(data, held, video, settings.eval_gallery, settings.seed)
+        if len(pairs.qidx) == 0:
             out[name] = {f"q2i_recall@{k}": None for k in KS}
             continue
-        row_of = {int(s): r for r, s in enumerate(gallery)}
-        pos = np.array([row_of[int(data.query_item[j])] for j in qidx])  # (Q,)
-        scores = query_log_likelihood(tax, [texts[j] for j in qidx])[:, leaf[gallery]]  # (Q, G)
-        out[name] = {f"q2i_recall@{k}": v for k, v in recall_from_scores(scores, pos).items()}
+        scores = query_log_likelihood(tax, [texts[j] for j in pairs.qidx])[:, leaf[pairs.gallery]]  # (Q, G)
+        out[name] = {f"q2i_recall@{k}": v for k, v in recall_from_scores(scores, pairs.pos).items()}
     return out

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run FLUID end to end on the synthetic world and write a report (what `make demo` runs)",
         description="world -> encoder -> embeddings -> codes (+ true-topic codes) -> truth rows -> every ranker arm "
         "(Table 3's neural rows once per ranker seed) -> lr and gbdt peers -> evaluation -> simulated online A/B -> "
-        "lsa encoder peer -> encoder ablation -> report.md + results.json + figures/.",
+        "encoder ablation with the lsa and oracle rows -> report.md + results.json + figures/.",
     )
     p.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"), help="synthetic world size (default small)")
     p.add_argument("--seed", type=seed_int, default=0, help="seeds every stage, an integer in [0, 2^31) (default 0)")

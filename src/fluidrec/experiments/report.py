@@ -229,6 +229,8 @@ def auc_table_md(rows: dict, base_auc: float, paper_auc: dict[str, float], names
 
 def table6_md(t6: dict) -> str:
     """Table 6 rows (seed mean ± sd when the row has several seeds), recall in percent."""
+    from fluidrec.encoder.ablation import metric_value
+
     lines = [
         "| variant | live Q2I R@10/50 | live I2Q R@10/50 | video Q2I R@10/50 | video I2Q R@10/50 | probe L1 | probe L2 | probe L3 |",
         "|---|---|---|---|---|---|---|---|",
@@ -238,8 +240,7 @@ def table6_md(t6: dict) -> str:
         sd = r.get("sd") or {}
 
         def cell(key: str, scale: float, digits: int) -> str:
-            dom, _, name = key.rpartition(".")
-            v = (r.get(dom) or {}).get(name) if dom else r.get(name)
+            v = metric_value(r, key)
             if v is None:
                 return "—"
             s = sd.get(key)

@@ -2,7 +2,8 @@
 
 world -> encoder training -> embedding -> codes (slice + room) -> true-topic codes ->
 truth rows -> every ranker arm (Table 3's neural rows once per ranker seed) -> peer arms
-(lr, gbdt) -> evaluation -> simulated online A/B -> lsa encoder peer -> encoder ablation ->
+(lr, gbdt) -> evaluation -> simulated online A/B -> encoder ablation (with the lsa and oracle rows;
+the lsa peer alone when the ablation is skipped) ->
 report.
 
 Every stage is cached (``--resume`` skips a finished stage whose key, the hash of the
@@ -504,7 +505,7 @@ def build_tables(
         if closed and assignment in closed:
             out[name] = closed_table(closed[assignment])
     table6 = dict(ablation or {})
-    if lsa is not None and "lsa" not in table6:  # the ablation's own lsa row is its seeds' mean
+    if lsa is not None and "lsa" not in table6:  # with the ablation, its lsa row (the seeds' mean) stands
         table6["lsa"] = lsa
     out["table6"] = table6
     if ablation:
@@ -697,18 +698,18 @@ def _run_online(job: _Job) -> tuple[dict, dict[str, dict]]:
 
 
 def _run_encoder_checks(job: _Job) -> tuple[dict, dict | None]:
-    """The LSA encoder peer and (when ``ablation_steps``) the encoder ablation: (lsa, ablation or None)."""
+    """Table 6's rows: (lsa, ablation). The ablation (when ``ablation_steps``) brings its own lsa
+    and oracle rows on every seed, so the single lsa peer stage runs only when it is skipped."""
     from fluidrec.experiments.stages import stage_key
 
     cfg, paths, world_key = job.cfg, job.paths, job.keys["world"]
-    lsa_key = stage_key("encoder_lsa", world_key, _lsa_config(cfg).to_dict(), job.keys["encoder"] if cfg.encoder_preset == "lsa" else None)
-    lsa = job.runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths), key=lsa_key, outputs=[] if cfg.encoder_preset == "lsa" else [paths.lsa])
-    ablation = None
     if cfg.ablation_steps > 0:
         ablation_key = stage_key("encoder_ablation", world_key, _neural_encoder_config(cfg).to_dict(), cfg.ablation_steps, cfg.ablation_seeds)
-        ablation_runs = [p for p in paths.ablation.iterdir() if p != paths.lsa] if paths.ablation.is_dir() else []
-        ablation = job.runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths), key=ablation_key, outputs=ablation_runs)
-    return lsa, ablation
+        ablation_runs = list(paths.ablation.iterdir()) if paths.ablation.is_dir() else []
+        return None, job.runner.run("encoder_ablation", lambda: stage_ablation(cfg, paths), key=ablation_key, outputs=ablation_runs)
+    lsa_key = stage_key("encoder_lsa", world_key, _lsa_config(cfg).to_dict(), job.keys["encoder"] if cfg.encoder_preset == "lsa" else None)
+    lsa = job.runner.run("encoder_lsa", lambda: stage_encoder_lsa(cfg, paths), key=lsa_key, outputs=[] if cfg.encoder_preset == "lsa" else [paths.lsa])
+    return lsa, None
 
 
 def _results(job: _Job, upstream: dict[str, dict], evals, seeded, streamed, ab, closed, lsa, ablation) -> dict:
