@@ -16,6 +16,7 @@ larger of the compression model's memory and FLOPs exponents.
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/sequence.py --json
+    OMP_NUM_THREADS=1 python benchmarks/sequence.py --json --tokens 16          # another compression setting
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ def main() -> None:
     ap.add_argument("--lengths", default="128,512,2048,8192", help="comma-separated S values")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--json", action="store_true")
+    # the compression model's settings (default: the run's); the full-attention model ignores them
+    ap.add_argument("--tokens", type=int, default=None, help="T folded tokens (per kind with --fold-mode prefix_window)")
+    ap.add_argument("--recent", type=int, default=None, help="R events kept unfolded")
+    ap.add_argument("--globals", dest="globals_", type=int, default=None, help="G global queries")
+    ap.add_argument("--fold-mode", default=None, choices=("window", "time", "prefix", "prefix_window"))
+    ap.add_argument("--fold-level", type=int, default=None, help="prefix levels of the prefix folds")
     args = ap.parse_args()
     lengths = tuple(int(s) for s in args.lengths.split(","))
 
-    base = dataclasses.replace(sequence_config("small").model, history="semantic", depth=4)
+    chosen = {k: getattr(args, k) for k in ("tokens", "recent", "globals_", "fold_mode", "fold_level") if getattr(args, k) is not None}
+    base = dataclasses.replace(sequence_config("small").model, history="semantic", depth=4, **chosen)
     n_items, codebook, levels = 8000, 8, 4  # the small world's feed: ~8k videos, true codes N = 8, L = 4
 
     def build(arm: str):
@@ -52,7 +60,8 @@ def main() -> None:
             for arm in table}
     ref = 2048 if 2048 in lengths else lengths[-1]
     out = {
-        "model": base.name, "tokens": base.tokens, "recent": base.recent, "globals": base.globals_, "batch": args.batch, "lengths": list(lengths),
+        "model": base.name, "tokens": base.tokens, "recent": base.recent, "globals": base.globals_, "fold_mode": base.fold_mode,
+        "fold_level": base.fold_level, "batch": args.batch, "lengths": list(lengths),
         "per_sample": {arm: {str(s): v for s, v in d.items()} for arm, d in table.items()},
         f"peak_mem_ratio_{ref}": table["full"][ref]["peak_bytes_per_sample"] / table["compress"][ref]["peak_bytes_per_sample"],
         f"flops_ratio_{ref}": table["full"][ref]["flops_per_sample"] / table["compress"][ref]["flops_per_sample"],

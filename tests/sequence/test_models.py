@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from fluidrec.sequence import build_event_log, history_batch
 from fluidrec.sequence.compress import (
+    fold_prefix_windows_reference,
     fold_prefixes_reference,
     fold_slots,
     fold_time_spans,
@@ -15,6 +18,7 @@ from fluidrec.sequence.compress import (
     fold_windows,
     fold_windows_reference,
     prefix_slots,
+    prefix_window_slots,
 )
 from fluidrec.sequence.config import ARMS, SequenceModelConfig
 from fluidrec.sequence.embed import HistoryEmbedding, reference_folded_events
@@ -86,14 +90,35 @@ def test_fold_by_code_prefix_matches_the_loop(batch, level):
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("level,f", [(1, 1), (1, 3), (2, 4), (1, 10), (2, 16)])
+def test_fold_by_prefix_windows_matches_the_loop(batch, level, f):
+    """The kind-aware temporal fold: fold_windows' windows, each split by code prefix (one kind per token)."""
+    _, b = batch
+    x = torch.randn(*b.hist_mask.shape, 4)
+    t = -(-10 // f)
+    got, got_mask = fold_slots(x, b.hist_mask, prefix_window_slots(b.hist_codes, level, 3, f), (3 ** level + 1) * t)
+    want, want_mask = fold_prefix_windows_reference(x, b.hist_mask, b.hist_codes, level, 3, f)
+    assert torch.equal(got_mask, want_mask) and want_mask[:, -t:].any()  # item 5 has no code: an unknown-kind token is used
+    torch.testing.assert_close(got, want)
+    # summed over kinds, a window's tokens weighted by their event counts are the temporal window's sum
+    counts = torch.zeros(b.hist_mask.shape[0], (3 ** level + 1) * t).scatter_add(1, prefix_window_slots(b.hist_codes, level, 3, f),
+                                                                                   b.hist_mask.float())  # (B, K*T)
+    per_window = (want * counts.unsqueeze(-1)).reshape(-1, 3 ** level + 1, t, 4).sum(1)  # (B, T, 4)
+    temporal, temporal_mask = fold_windows(x, b.hist_mask, f)  # (B, T, 4)
+    window_count = counts.reshape(-1, 3 ** level + 1, t).sum(1)  # (B, T) events per temporal window
+    torch.testing.assert_close(per_window, temporal * window_count.unsqueeze(-1))
+    assert torch.equal(temporal_mask, window_count > 0)
+
+
 TIME = ("time", dict(span_ms=5 * 3_600_000, tokens=4))
 
 
 @pytest.mark.parametrize("history,mode,kw", [("id", *TIME), ("semantic", *TIME), ("semantic", "prefix", dict(prefix_level=1)),
-                                             ("semantic", "prefix", dict(prefix_level=2))])
+                                             ("semantic", "prefix", dict(prefix_level=2)), ("semantic", "prefix_window", dict(prefix_level=1)),
+                                             ("semantic", "prefix_window", dict(prefix_level=2))])
 @pytest.mark.parametrize("recent", [0, 3])
 def test_fused_slot_fold_equals_folding_the_event_tokens(batch, history, mode, kw, recent):
-    """Time spans and code prefixes: the sorted embedding_bag path equals fold_slots over the per-event tokens."""
+    """Time spans, code prefixes, windows by prefix: the sorted embedding_bag path equals fold_slots over the per-event tokens."""
     _, b = batch
     torch.manual_seed(0)
     emb = HistoryEmbedding.ids(40, 8) if history == "id" else HistoryEmbedding.semantic(3, 3, 8)
@@ -104,6 +129,18 @@ def test_fused_slot_fold_equals_folding_the_event_tokens(batch, history, mode, k
     want, want_mask = reference_folded_events(emb, b, 2, recent, mode=mode, **kw)
     assert torch.equal(got_mask, want_mask)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_kind_aware_fold_on_id_histories_is_the_window_fold(batch):
+    """The default fold on ID histories: plain windows (an ID model never reads the codes)."""
+    log, b = batch
+    torch.manual_seed(0)
+    cfg = SequenceModelConfig(history="id", arm="compress", dim=8, tokens=3, globals_=2, recent=3)
+    model = build_model(cfg, n_items=log.n_items, codebook_size=3)
+    plain = build_model(dataclasses.replace(cfg, fold_mode="window"), n_items=log.n_items, codebook_size=3)
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(b), plain(b))
+    assert model.tokens(b)[0].shape[1] == 3 + 3  # T windows + R events, no per-kind split
 
 
 def test_masked_attention_matches_the_loop():
@@ -173,7 +210,7 @@ def test_short_and_empty_histories_stay_finite(batch, arm, recent, history):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("mode", ["time", "prefix"])
+@pytest.mark.parametrize("mode", ["time", "prefix", "prefix_window"])
 def test_slot_folds_handle_empty_histories_and_ignore_padding(batch, mode):
     log, b = batch
     torch.manual_seed(0)

@@ -99,6 +99,11 @@ def test_config_validation():
         SequenceModelConfig(history="id", fold_mode="prefix")
     with pytest.raises(Exception, match="fold_level 3, depth 2"):
         SequenceModelConfig(depth=2, fold_mode="prefix", fold_level=3)
+    with pytest.raises(Exception, match="fold_level 2, depth 1"):
+        SequenceModelConfig(depth=1, fold_level=2)  # the default kind-aware fold
+    default = SequenceModelConfig()
+    assert (default.fold_mode, default.fold_level, default.tokens, default.recent, default.globals_) == ("prefix_window", 1, 8, 64, 4)
+    assert default.resolved_fold_mode == "prefix_window" and SequenceModelConfig(history="id").resolved_fold_mode == "window"
     with pytest.raises(Exception, match="model.recent"):
         SequenceModelConfig(recent=-1)
     assert SequenceModelConfig(arm="compress", tokens=8, recent=0).fold_for(100) == 13 and SequenceModelConfig(arm="full").fold_for(100) == 1

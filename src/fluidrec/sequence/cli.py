@@ -115,9 +115,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--recent", type=bounded_int(0, 1 << 20), default=64,
                    help="compression: the R most recent events kept unfolded, the older S - R folded (default 64; 0 folds all)")
     t.add_argument("--fold", type=bounded_int(0, 1 << 20), default=0, help="compression: a fixed fold f instead of --tokens")
-    t.add_argument("--fold-mode", default="window", choices=("window", "time", "prefix"),
-                   help="compression: fold the older events by windows of consecutive events (default), by time spans, or by code prefix")
-    t.add_argument("--fold-level", type=bounded_int(1, 16), default=1, help="compression, --fold-mode prefix: prefix levels (N^level + 1 tokens)")
+    t.add_argument("--fold-mode", default="prefix_window", choices=("window", "time", "prefix", "prefix_window"),
+                   help="compression: fold the older events by windows of consecutive events split by code prefix (default; "
+                        "plain windows on ID histories), by windows, by time spans, or by code prefix")
+    t.add_argument("--fold-level", type=bounded_int(1, 16), default=1, help="compression, --fold-mode prefix|prefix_window: prefix levels (N^level + 1 tokens per window)")
     t.add_argument("--globals", dest="globals_", type=bounded_int(0, 1024), default=4, help="compression: global queries G (default 4)")
     t.add_argument("--dim", type=bounded_int(2, 4096), default=32)
     t.add_argument("--layers", type=bounded_int(1, 64), default=1)

@@ -11,7 +11,8 @@ token, T = ceil((S - R) / f) folded tokens, N = T + R history tokens, G global q
 2. **Temporal folding** (no parameters): the older part is cut into windows of f consecutive
    events, aligned on its most recent event (left-padded to T * f), and each window becomes
    the masked mean of its event tokens (:func:`fold_windows`); a window with no event is a
-   masked token. Alternatively fixed time spans (:func:`fold_time_spans`). With
+   masked token. Alternatively fixed time spans (:func:`fold_time_spans`), or the same windows
+   split by code prefix (:func:`prefix_window_slots`: one token per kind of video per window). With
    ``SequenceModelConfig.tokens`` the run fixes T and lets f = ceil((S - R) / T) grow with S,
    so the attention below costs the same at every S and the whole model is linear in S (the fold).
 3. **Unified global query integration**: G learned tokens are prepended to the T folded and
@@ -131,6 +132,45 @@ def prefix_slots(codes: torch.Tensor, level: int, codebook_size: int) -> torch.T
     place = codebook_size ** torch.arange(level - 1, -1, -1, device=codes.device)  # (level,) most significant first
     known = (pre >= 0).all(-1)  # (B, S)
     return torch.where(known, (pre.clamp(min=0) * place).sum(-1), torch.full_like(known, codebook_size ** level, dtype=torch.long))
+
+
+def window_slots(length: int, f: int, device=None) -> torch.Tensor:
+    """(S,) window of each position of a length-S history: windows of ``f`` aligned on the latest position (as :func:`fold_windows`)."""
+    pad = (-length) % f  # the oldest window is the short one
+    return torch.div(torch.arange(length, device=device) + pad, f, rounding_mode="floor")
+
+
+def prefix_window_slots(codes: torch.Tensor, level: int, codebook_size: int, f: int) -> torch.Tensor:
+    """(B, S) slot of each event for the kind-aware temporal fold: prefix slot * T + time window.
+
+    The time windows are :func:`fold_windows`' (f consecutive events aligned on the latest one,
+    T = ceil(S / f)); the prefix slot is :func:`prefix_slots`' (N^level + 1 with the unknown one).
+    So each of the (N^level + 1) * T slots is one kind of video over one stretch of time.
+    """
+    t = -(-codes.shape[1] // f)
+    return prefix_slots(codes, level, codebook_size) * t + window_slots(codes.shape[1], f, codes.device).unsqueeze(0)  # (B, S)
+
+
+def fold_prefix_windows_reference(x: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor, level: int,
+                                  codebook_size: int, f: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain loop of ``fold_slots(x, mask, prefix_window_slots(...))``: windows walked back from the latest event, split by prefix."""
+    b, s, d = x.shape
+    t = -(-s // f)
+    kinds = codebook_size ** level + 1
+    out = torch.zeros(b, kinds * t, d, dtype=x.dtype)
+    out_mask = torch.zeros(b, kinds * t, dtype=torch.bool)
+    for r in range(b):
+        for j in range(t):  # window j covers positions [S - (T - j) f, S - (T - j - 1) f)
+            groups: dict[int, list[int]] = {}
+            for p in range(max(s - (t - j) * f, 0), s - (t - j - 1) * f):
+                if mask[r, p]:
+                    path = [int(c) for c in codes[r, p, :level]]
+                    kind = kinds - 1 if min(path) < 0 else sum(c * codebook_size ** (level - 1 - i) for i, c in enumerate(path))
+                    groups.setdefault(kind, []).append(p)
+            for kind, rows in groups.items():
+                out[r, kind * t + j] = torch.stack([x[r, p] for p in rows]).mean(0)
+                out_mask[r, kind * t + j] = True
+    return out, out_mask
 
 
 def fold_prefixes_reference(x: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor, level: int,

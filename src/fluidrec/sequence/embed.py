@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fluidrec.codes.ngram import NgramSpec
-from fluidrec.sequence.compress import fold_slots, fold_windows, left_pad_to, prefix_slots, time_span_slots
+from fluidrec.sequence.compress import fold_slots, fold_windows, left_pad_to, prefix_slots, prefix_window_slots, time_span_slots
 
 GAP_SCALE = 10.0  # log1p(seconds) / 10: a week is 1.3, so the feature stays O(1)
 INIT_STD = 0.05
@@ -121,6 +121,9 @@ class HistoryEmbedding(nn.Module):
         ``mode == "prefix"`` (semantic histories; a diagnostic, not the paper's temporal fold): one
         token per code prefix of ``prefix_level`` levels (N^level + 1 with the unknown one), the
         mean of the older events under it, pooled from the (B, S, D) event tokens.
+        ``mode == "prefix_window"`` (semantic histories): the windows of ``"window"`` mode, each split
+        by code prefix of ``prefix_level`` levels ((N^level + 1) * T tokens, one kind of video over one
+        stretch of time each), pooled like ``"prefix"``.
         """
         s = batch.hist_mask.shape[1]
         r = min(max(recent, 0), s)
@@ -138,6 +141,9 @@ class HistoryEmbedding(nn.Module):
         if mode == "prefix":
             n = self.spec.codebook_size
             return self._fused_slots(batch, prefix_slots(batch.hist_codes, prefix_level, n), n ** prefix_level + 1)
+        if mode == "prefix_window":
+            n, t = self.spec.codebook_size, -(-mask.shape[1] // fold)
+            return self._fused_slots(batch, prefix_window_slots(batch.hist_codes, prefix_level, n, fold), (n ** prefix_level + 1) * t)
         if mode == "time":
             t = tokens or -(-mask.shape[1] // fold)
             return self._fused_slots(batch, time_span_slots(mask, batch.hist_ts, span_ms, t), t)
@@ -211,6 +217,10 @@ def reference_folded_events(emb: HistoryEmbedding, batch, fold: int, recent: int
     elif mode == "time":
         t = tokens or -(-cut // fold)
         folded, folded_mask = fold_slots(old_x, old_mask, time_span_slots(old_mask, batch.hist_ts[:, :cut], span_ms, t), t)
+    elif mode == "prefix_window":
+        n, t = emb.spec.codebook_size, -(-cut // fold)
+        slot = prefix_window_slots(batch.hist_codes[:, :cut], prefix_level, n, fold)  # (B, S-R)
+        folded, folded_mask = fold_slots(old_x, old_mask, slot, (n ** prefix_level + 1) * t)
     else:
         n = emb.spec.codebook_size
         folded, folded_mask = fold_slots(old_x, old_mask, prefix_slots(batch.hist_codes[:, :cut], prefix_level, n), n ** prefix_level + 1)

@@ -46,11 +46,12 @@ class SequenceRanker(nn.Module):
         """(B, T + R, D) history tokens (folded, then the recent events) and their (B, T + R) mask."""
         s = batch.hist_mask.shape[1]
         f, r = self.cfg.fold_for(s), self.cfg.recent_for(s)
-        if self.cfg.arm == "compress" and self.cfg.fold_mode == "time":
+        mode = self.cfg.resolved_fold_mode
+        if self.cfg.arm == "compress" and mode == "time":
             return self.embedding.events(batch, f, mode="time", span_ms=self.cfg.span_s * 1000,
                                          tokens=-(-self.cfg.folded_len(s) // f), recent=r)
-        if self.cfg.arm == "compress" and self.cfg.fold_mode == "prefix":
-            return self.embedding.events(batch, f, mode="prefix", recent=r, prefix_level=self.cfg.fold_level)
+        if self.cfg.arm == "compress" and mode in ("prefix", "prefix_window"):
+            return self.embedding.events(batch, f, mode=mode, recent=r, prefix_level=self.cfg.fold_level)
         return self.embedding.events(batch, f, recent=r)
 
     def forward(self, batch) -> torch.Tensor:

@@ -146,6 +146,13 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
+def _fold_words(model) -> str:
+    """How the windows are split, for the report's settings line."""
+    if model.fold_mode == "prefix_window":
+        return f", each split by level-{model.fold_level} code prefix on semantic histories (one token per kind per window)"
+    return "" if model.fold_mode == "window" else f" (fold mode {model.fold_mode})"
+
+
 def write_report(out: Path, cfg: SequenceRunConfig, results: dict) -> Path:
     """Write ``report.md`` and the two figures into ``out``."""
     cost_figure(out / COST_FIGURE, results["costs"])
@@ -163,8 +170,8 @@ def write_report(out: Path, cfg: SequenceRunConfig, results: dict) -> Path:
         f"{d['test_targets']:,} test ({d['test_cold_targets']:,} cold: item unseen in training). {truth_line}", "",
         f"Every cell: S = {cfg.train.seq_len}, {cfg.train.epochs} epoch(s), batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
         f"D = {cfg.model.dim}, {cfg.model.layers} attention layer(s), {cfg.model.heads} heads; compression keeps the "
-        f"R = {cfg.model.recent} most recent events as they are and folds the older S - R into T = {cfg.model.tokens} tokens "
-        f"(f = ceil((S - R) / T)), with G = {cfg.model.globals_} global queries (nothing is folded where S <= R). "
+        f"R = {cfg.model.recent} most recent events as they are and folds the older S - R into T = {cfg.model.tokens} windows "
+        f"(f = ceil((S - R) / T)){_fold_words(cfg.model)}, with G = {cfg.model.globals_} global queries (nothing is folded where S <= R). "
         f"Seed {cfg.train.seed}; one seed per cell (docs/sequence.md gives the 3-seed spread: compression's is the widest, "
         f"so a one-seed difference is not a finding). Run time {results['seconds']} s.", "",
         "## Table 1: test AUC / GAUC / cold AUC", "", *_table1(results), "",
