@@ -54,9 +54,8 @@ class ReproduceConfig:
         scale: synthetic world scale (tiny for tests, small for the demo).
         seed: seeds every stage.
         encoder_preset: the encoder whose embeddings become the codes: ``lsa`` (default: the
-            TF-IDF + SVD reference encoder; on the small world it stays ahead of the CPU-sized
-            neural encoder by about 0.007 live Q2I Recall@10 over 3 seeds, at a tenth of the
-            cost, docs/encoder.md), ``demo`` (MiniLM cut to 1 layer with added words; the
+            TF-IDF + SVD reference encoder; on the small world it ties the CPU-sized neural
+            encoder, within the seed spread over 5 seeds, at a tenth of the cost, docs/encoder.md), ``demo`` (MiniLM cut to 1 layer with added words; the
             paper's recipe, always trained for Table 6) or ``tiny`` (tests).
         encoder_steps: training steps of the main encoder (None = the preset's).
         ablation_steps: training steps of each encoder-ablation run (0 skips Table 6).
