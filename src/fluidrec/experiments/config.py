@@ -55,8 +55,9 @@ class ReproduceConfig:
         seed: seeds every stage.
         encoder_preset: the encoder whose embeddings become the codes: ``lsa`` (default: the
             TF-IDF + SVD reference encoder; on the small world it ties the CPU-sized neural
-            encoder, within the seed spread over 5 seeds, at a tenth of the cost, docs/encoder.md), ``demo`` (MiniLM cut to 1 layer with added words; the
-            paper's recipe, always trained for Table 6) or ``tiny`` (tests).
+            encoder, within the seed spread over 5 seeds, at a tenth of the cost, docs/encoder.md),
+            ``demo`` (MiniLM cut to 1 layer with added words; the paper's recipe, always trained
+            for Table 6) or ``tiny`` (tests).
         encoder_steps: training steps of the main encoder (None = the preset's).
         ablation_steps: training steps of each encoder-ablation run (0 skips Table 6).
         ablation_seeds: seeds of every Table 6 row (``seed, seed + 1, ...``): mean ± sd, and per

@@ -140,6 +140,11 @@ def window_slots(length: int, f: int, device=None) -> torch.Tensor:
     return torch.div(torch.arange(length, device=device) + pad, f, rounding_mode="floor")
 
 
+def prefix_window_count(length: int, level: int, codebook_size: int, f: int) -> int:
+    """Slots of :func:`prefix_window_slots` for a length-``length`` history: (N^level + 1) kinds x T windows."""
+    return (codebook_size ** level + 1) * -(-length // f)
+
+
 def prefix_window_slots(codes: torch.Tensor, level: int, codebook_size: int, f: int) -> torch.Tensor:
     """(B, S) slot of each event for the kind-aware temporal fold: prefix slot * T + time window.
 
@@ -157,8 +162,8 @@ def fold_prefix_windows_reference(x: torch.Tensor, mask: torch.Tensor, codes: to
     b, s, d = x.shape
     t = -(-s // f)
     kinds = codebook_size ** level + 1
-    out = torch.zeros(b, kinds * t, d, dtype=x.dtype)
-    out_mask = torch.zeros(b, kinds * t, dtype=torch.bool)
+    out = torch.zeros(b, prefix_window_count(s, level, codebook_size, f), d, dtype=x.dtype)
+    out_mask = torch.zeros(b, out.shape[1], dtype=torch.bool)
     for r in range(b):
         for j in range(t):  # window j covers positions [S - (T - j) f, S - (T - j - 1) f)
             groups: dict[int, list[int]] = {}

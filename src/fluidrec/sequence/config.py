@@ -53,16 +53,18 @@ class SequenceModelConfig:
         fold: f, a fixed window of f consecutive events per folded token (0 = use ``tokens``).
         recent: R, the most recent events "compress" keeps as per-event tokens, unfolded; only
             the older S - R events are folded (R >= S: nothing is folded).
-        fold_mode: "prefix_window" (the default), "window" (f consecutive events) or "time" (fixed spans of ``span_s`` seconds
-            counted back from the latest event; the oldest span takes every older event).
-        span_s: the span of one folded token in "time" mode.
+        fold_mode: how the older events are folded.
+            "prefix_window" (the default): the windows of "window" mode, each split by code prefix
+            of ``fold_level`` levels, so a folded token is one kind of video over one stretch of
+            time ((N^level + 1) * T folded tokens, many of them empty in any one history). Still
+            non-parametric and temporal; it closed the gap to full attention that "window" leaves
+            (docs/sequence.md). On ID histories it is "window" (:attr:`resolved_fold_mode`): the
+            model sees no codes.
+            "window": f consecutive events. "time": fixed spans of ``span_s`` seconds counted back
+            from the latest event (the oldest span takes every older event).
             "prefix" (semantic histories only, a diagnostic): one token per code prefix of
             ``fold_level`` levels, the mean of the older events under it (not temporal).
-            "prefix_window": the windows of "window" mode, each split by code prefix of ``fold_level``
-            levels, so a folded token is one kind of video over one stretch of time ((N^level + 1) * T
-            folded tokens, many of them empty in any one history). Still non-parametric and temporal;
-            it closed the gap to full attention that "window" leaves (docs/sequence.md). On ID
-            histories it is "window" (:attr:`resolved_fold_mode`): the model sees no codes.
+        span_s: the span of one folded token in "time" mode.
         fold_level: prefix levels of "prefix" mode (N^level + 1 folded tokens) and "prefix_window" mode.
         globals_: G, learned global query tokens integrated into every compression layer.
         ffn_mult: feed-forward hidden width = ffn_mult * D.

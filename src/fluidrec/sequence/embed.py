@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fluidrec.codes.ngram import NgramSpec
-from fluidrec.sequence.compress import fold_slots, fold_windows, left_pad_to, prefix_slots, prefix_window_slots, time_span_slots
+from fluidrec.sequence.compress import fold_slots, fold_windows, left_pad_to, prefix_slots, prefix_window_count, prefix_window_slots, time_span_slots
 
 GAP_SCALE = 10.0  # log1p(seconds) / 10: a week is 1.3, so the feature stays O(1)
 INIT_STD = 0.05
@@ -142,8 +142,9 @@ class HistoryEmbedding(nn.Module):
             n = self.spec.codebook_size
             return self._fused_slots(batch, prefix_slots(batch.hist_codes, prefix_level, n), n ** prefix_level + 1)
         if mode == "prefix_window":
-            n, t = self.spec.codebook_size, -(-mask.shape[1] // fold)
-            return self._fused_slots(batch, prefix_window_slots(batch.hist_codes, prefix_level, n, fold), (n ** prefix_level + 1) * t)
+            n = self.spec.codebook_size
+            slots = prefix_window_slots(batch.hist_codes, prefix_level, n, fold)  # (B, S)
+            return self._fused_slots(batch, slots, prefix_window_count(mask.shape[1], prefix_level, n, fold))
         if mode == "time":
             t = tokens or -(-mask.shape[1] // fold)
             return self._fused_slots(batch, time_span_slots(mask, batch.hist_ts, span_ms, t), t)
@@ -218,9 +219,9 @@ def reference_folded_events(emb: HistoryEmbedding, batch, fold: int, recent: int
         t = tokens or -(-cut // fold)
         folded, folded_mask = fold_slots(old_x, old_mask, time_span_slots(old_mask, batch.hist_ts[:, :cut], span_ms, t), t)
     elif mode == "prefix_window":
-        n, t = emb.spec.codebook_size, -(-cut // fold)
+        n = emb.spec.codebook_size
         slot = prefix_window_slots(batch.hist_codes[:, :cut], prefix_level, n, fold)  # (B, S-R)
-        folded, folded_mask = fold_slots(old_x, old_mask, slot, (n ** prefix_level + 1) * t)
+        folded, folded_mask = fold_slots(old_x, old_mask, slot, prefix_window_count(cut, prefix_level, n, fold))
     else:
         n = emb.spec.codebook_size
         folded, folded_mask = fold_slots(old_x, old_mask, prefix_slots(batch.hist_codes[:, :cut], prefix_level, n), n ** prefix_level + 1)
